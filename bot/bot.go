@@ -1,0 +1,180 @@
+// Package bot connects hbrbot to Slack: it receives slash commands and
+// button clicks over Socket Mode, acknowledges each envelope at once, hands
+// the work to the upgrade workflow, and renders what the workflow says as
+// Block Kit messages.
+package bot
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/upgrade"
+)
+
+// Command is the slash command the bot answers.
+const Command = "/hbr-upgrade"
+
+// Workflow is what the bot hands commands and clicks to.
+type Workflow interface {
+	Parse(inv upgrade.Invocation) (hbrbot.Command, error)
+	RequestUpgrade(ctx context.Context, inv upgrade.Invocation, spec hbrbot.UpgradeSpec)
+	Status(ctx context.Context, inv upgrade.Invocation)
+	HandleClick(ctx context.Context, c upgrade.Click)
+}
+
+// Bot is one Socket Mode connection and the work it hands on.
+type Bot struct {
+	sm        *socketmode.Client
+	flow      Workflow
+	log       *slog.Logger
+	connected atomic.Bool
+	inflight  sync.WaitGroup
+}
+
+// handlerTimeout bounds the work behind one envelope; it also bounds how
+// long a shutdown waits for that work.
+const handlerTimeout = 7 * time.Second
+
+// New builds a bot on api, which must carry the app-level token.
+func New(api *slack.Client, flow Workflow, log *slog.Logger) *Bot {
+	return &Bot{sm: socketmode.New(api), flow: flow, log: log}
+}
+
+// Connected reports whether the Socket Mode connection is up.
+func (b *Bot) Connected() bool { return b.connected.Load() }
+
+// Run reads envelopes until ctx ends or Slack refuses the app token, then
+// waits for the work it handed out.
+func (b *Bot) Run(ctx context.Context) error {
+	defer b.inflight.Wait()
+	runErr := make(chan error, 1)
+	go func() { runErr <- b.sm.RunContext(ctx) }()
+	for {
+		select {
+		case err := <-runErr:
+			b.connected.Store(false)
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case evt := <-b.sm.Events:
+			b.handle(ctx, evt)
+		}
+	}
+}
+
+func (b *Bot) handle(ctx context.Context, evt socketmode.Event) {
+	switch evt.Type {
+	case socketmode.EventTypeConnecting, socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
+		b.connected.Store(false)
+		if evt.Type != socketmode.EventTypeConnecting {
+			b.log.WarnContext(ctx, "slack connection problem", "event", evt.Type, "detail", evt.Data)
+		}
+	case socketmode.EventTypeHello:
+		b.connected.Store(true)
+		b.log.InfoContext(ctx, "slack connected")
+	case socketmode.EventTypeSlashCommand:
+		cmd, ok := evt.Data.(slack.SlashCommand)
+		if !ok || evt.Request == nil {
+			return
+		}
+		b.slashCommand(ctx, evt.Request, cmd)
+	case socketmode.EventTypeInteractive:
+		cb, ok := evt.Data.(slack.InteractionCallback)
+		if !ok || evt.Request == nil {
+			return
+		}
+		b.ack(ctx, evt.Request, nil)
+		b.interaction(ctx, evt.Request, cb)
+	case socketmode.EventTypeEventsAPI:
+		if evt.Request != nil {
+			b.ack(ctx, evt.Request, nil) // not subscribed to any; never leave one unacked
+		}
+	case socketmode.EventTypeErrorBadMessage, socketmode.EventTypeIncomingError, socketmode.EventTypeErrorWriteFailed:
+		b.log.WarnContext(ctx, "slack socket error", "event", evt.Type, "detail", evt.Data)
+	}
+}
+
+func (b *Bot) ack(ctx context.Context, req *socketmode.Request, payload any) {
+	var err error
+	if payload == nil {
+		err = b.sm.Ack(*req)
+	} else {
+		err = b.sm.Ack(*req, payload)
+	}
+	if err != nil {
+		b.log.ErrorContext(ctx, "ack envelope", "envelope", req.EnvelopeID, "err", err)
+	}
+}
+
+func ephemeral(text string) map[string]any {
+	return map[string]any{"response_type": "ephemeral", "text": text}
+}
+
+// spawn runs work after the ack, on a context that outlives a shutdown
+// signal long enough to finish.
+func (b *Bot) spawn(ctx context.Context, work func(context.Context)) {
+	b.inflight.Add(1)
+	go func() {
+		defer b.inflight.Done()
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
+		defer cancel()
+		work(wctx)
+	}()
+}
+
+func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd slack.SlashCommand) {
+	inv := upgrade.Invocation{EnvelopeID: req.EnvelopeID, TeamID: cmd.TeamID, ChannelID: cmd.ChannelID,
+		UserID: cmd.UserID, Text: cmd.Text, ResponseURL: cmd.ResponseURL}
+	if cmd.Command != Command {
+		b.ack(ctx, req, ephemeral("hbrbot only answers "+Command+"."))
+		return
+	}
+	parsed, err := b.flow.Parse(inv)
+	if err != nil {
+		b.log.InfoContext(ctx, "command refused", "user", cmd.UserID, "channel", cmd.ChannelID, "err", err)
+		b.ack(ctx, req, ephemeral(":x: "+err.Error()+"\nType `"+Command+" help` for usage."))
+		return
+	}
+	switch parsed.Kind {
+	case hbrbot.CommandHelp:
+		b.ack(ctx, req, ephemeral(hbrbot.Usage()))
+	case hbrbot.CommandStatus:
+		b.ack(ctx, req, nil)
+		b.spawn(ctx, func(ctx context.Context) { b.flow.Status(ctx, inv) })
+	case hbrbot.CommandUpgrade:
+		b.ack(ctx, req, nil)
+		b.spawn(ctx, func(ctx context.Context) { b.flow.RequestUpgrade(ctx, inv, parsed.Upgrade) })
+	}
+}
+
+func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack.InteractionCallback) {
+	if cb.Type != slack.InteractionTypeBlockActions {
+		return
+	}
+	for _, a := range cb.ActionCallback.BlockActions {
+		var action upgrade.Action
+		switch a.ActionID {
+		case ActionApprove:
+			action = upgrade.Approve
+		case ActionCancel:
+			action = upgrade.Cancel
+		default:
+			continue
+		}
+		click := upgrade.Click{EnvelopeID: req.EnvelopeID, ChannelID: cb.Channel.ID, MessageTS: cb.Container.MessageTs,
+			UserID: cb.User.ID, Action: action, RequestID: a.Value, ResponseURL: cb.ResponseURL}
+		if click.ChannelID == "" {
+			click.ChannelID = cb.Container.ChannelID
+		}
+		b.spawn(ctx, func(ctx context.Context) { b.flow.HandleClick(ctx, click) })
+		return // one decision per envelope
+	}
+}

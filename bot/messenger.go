@@ -1,0 +1,159 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/upgrade"
+)
+
+// Messenger speaks for the workflow in Slack through the Web API.
+type Messenger struct {
+	api *slack.Client
+
+	mu     sync.Mutex
+	groups map[string]groupEntry
+	now    func() time.Time
+}
+
+type groupEntry struct {
+	members []string
+	at      time.Time
+}
+
+// groupTTL is how long a user group's members are trusted: a revoked
+// approver loses the right within a minute.
+const groupTTL = time.Minute
+
+// NewMessenger wraps a Web API client.
+func NewMessenger(api *slack.Client) *Messenger {
+	return &Messenger{api: api, groups: map[string]groupEntry{}, now: time.Now}
+}
+
+var _ upgrade.Chat = (*Messenger)(nil)
+
+// RateLimitError is Slack's 429: try again after RetryAfter.
+type RateLimitError struct {
+	Method string
+	After  time.Duration
+}
+
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("slack %s: rate limited, retry after %s", e.Method, e.After)
+}
+
+// RetryAfter says when Slack accepts the call again.
+func (e *RateLimitError) RetryAfter() time.Duration { return e.After }
+
+// wrap names the method and turns a 429 into a RateLimitError. slack-go's
+// errors carry no token.
+func wrap(method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var rl *slack.RateLimitedError
+	if errors.As(err, &rl) {
+		return &RateLimitError{Method: method, After: rl.RetryAfter}
+	}
+	return fmt.Errorf("slack %s: %w", method, err)
+}
+
+// PostCard posts r's approval card.
+func (m *Messenger) PostCard(ctx context.Context, r hbrbot.Request) (string, error) {
+	_, ts, err := m.api.PostMessageContext(ctx, r.ChannelID,
+		slack.MsgOptionText(cardFallback(r), false), slack.MsgOptionBlocks(CardBlocks(r)...))
+	return ts, wrap("chat.postMessage", err)
+}
+
+// UpdateCard replaces r's card with its decided form.
+func (m *Messenger) UpdateCard(ctx context.Context, r hbrbot.Request) error {
+	_, _, _, err := m.api.UpdateMessageContext(ctx, r.ChannelID, r.CardTS,
+		slack.MsgOptionText(cardFallback(r), false), slack.MsgOptionBlocks(CardBlocks(r)...))
+	return wrap("chat.update", err)
+}
+
+func reportMetadata(b hbrbot.Batch, kind hbrbot.ReportKind) slack.SlackMetadata {
+	return slack.SlackMetadata{EventType: reportEventType,
+		EventPayload: map[string]any{"batch": b.Key(), "kind": string(kind)}}
+}
+
+// PostReport posts b's reply of this kind in its thread.
+func (m *Messenger) PostReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.ReportKind) error {
+	var text string
+	var blocks []slack.Block
+	switch kind {
+	case hbrbot.ReportStarted:
+		text, blocks = StartedReport(b)
+	case hbrbot.ReportFinal:
+		text, blocks = FinalReport(b)
+	default:
+		return fmt.Errorf("unknown report kind %q", kind)
+	}
+	_, _, err := m.api.PostMessageContext(ctx, b.ChannelID, slack.MsgOptionTS(b.ThreadTS),
+		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...),
+		slack.MsgOptionMetadata(reportMetadata(b, kind)))
+	return wrap("chat.postMessage", err)
+}
+
+// FindReport looks through b's thread for its reply of this kind.
+func (m *Messenger) FindReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.ReportKind) (bool, error) {
+	params := &slack.GetConversationRepliesParameters{ChannelID: b.ChannelID, Timestamp: b.ThreadTS,
+		Limit: 200, IncludeAllMetadata: true}
+	for {
+		msgs, more, cursor, err := m.api.GetConversationRepliesContext(ctx, params)
+		if err != nil {
+			return false, wrap("conversations.replies", err)
+		}
+		for _, msg := range msgs {
+			md := msg.Metadata
+			if md.EventType == reportEventType && md.EventPayload["batch"] == b.Key() && md.EventPayload["kind"] == string(kind) {
+				return true, nil
+			}
+		}
+		if !more || cursor == "" {
+			return false, nil
+		}
+		params.Cursor = cursor
+	}
+}
+
+// Tell says text to one user: through the response_url when there is one
+// (it works even where the bot is not a member), else ephemerally.
+func (m *Messenger) Tell(ctx context.Context, to upgrade.Recipient, text string) error {
+	if to.ResponseURL != "" {
+		err := slack.PostWebhookContext(ctx, to.ResponseURL, &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral})
+		if err == nil {
+			return nil
+		}
+		// A response_url serves 5 times in 30 minutes; fall back.
+		if to.ChannelID == "" {
+			return wrap("response_url", err)
+		}
+	}
+	_, err := m.api.PostEphemeralContext(ctx, to.ChannelID, to.UserID, slack.MsgOptionText(text, false))
+	return wrap("chat.postEphemeral", err)
+}
+
+// GroupMembers lists a user group's members, cached for a minute.
+func (m *Messenger) GroupMembers(ctx context.Context, groupID string) ([]string, error) {
+	m.mu.Lock()
+	e, ok := m.groups[groupID]
+	m.mu.Unlock()
+	if ok && m.now().Sub(e.at) < groupTTL {
+		return e.members, nil
+	}
+	members, err := m.api.GetUserGroupMembersContext(ctx, groupID)
+	if err != nil {
+		return nil, wrap("usergroups.users.list", err)
+	}
+	m.mu.Lock()
+	m.groups[groupID] = groupEntry{members: members, at: m.now()}
+	m.mu.Unlock()
+	return members, nil
+}

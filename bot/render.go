@@ -1,0 +1,263 @@
+package bot
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/hbrbot/hbrbot"
+)
+
+// Button action IDs, fixed by the contract.
+const (
+	ActionApprove = "hbr_upgrade_approve"
+	ActionCancel  = "hbr_upgrade_cancel"
+)
+
+// Slack's limits: a section's text holds 3,000 characters, a message 50
+// blocks. Sections are cut below the limit to leave room for markup.
+const (
+	sectionLimit = 2900
+	blockLimit   = 50
+)
+
+// reportEventType tags the bot's thread replies (message metadata) so a
+// replica can tell whether a reply already went out.
+const reportEventType = "hbrbot_report"
+
+func mrkdwn(text string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, text, false, false)
+}
+
+func section(text string) slack.Block { return slack.NewSectionBlock(mrkdwn(text), nil, nil) }
+
+func contextLine(text string) slack.Block {
+	return slack.NewContextBlock("", mrkdwn(text))
+}
+
+// sections lays out lines in as few sections as fit, using at most max
+// blocks; what does not fit is summarised in the last one.
+func sections(lines []string, max int) []slack.Block {
+	var blocks []slack.Block
+	var cur strings.Builder
+	for i, l := range lines {
+		if cur.Len() > 0 && cur.Len()+1+len(l) > sectionLimit {
+			if len(blocks) == max-1 {
+				cur.WriteString(fmt.Sprintf("\n… and %d more", len(lines)-i))
+				break
+			}
+			blocks = append(blocks, section(cur.String()))
+			cur.Reset()
+		}
+		if cur.Len() > 0 {
+			cur.WriteByte('\n')
+		}
+		cur.WriteString(l)
+	}
+	if cur.Len() > 0 {
+		blocks = append(blocks, section(cur.String()))
+	}
+	return blocks
+}
+
+// idList renders IDs as code spans, several to a line.
+func idList(ids []string) []string {
+	const perLine = 5
+	var lines []string
+	for i := 0; i < len(ids); i += perLine {
+		chunk := ids[i:min(i+perLine, len(ids))]
+		lines = append(lines, "`"+strings.Join(chunk, "`  `")+"`")
+	}
+	return lines
+}
+
+func account(spec hbrbot.UpgradeSpec) string {
+	if spec.CrossAccount == nil {
+		return "this account (the bot's credentials)"
+	}
+	return fmt.Sprintf("cross-account: source account `%d`, role `%s`", spec.CrossAccount.UserID, spec.CrossAccount.RoleName)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func stamp(t time.Time) string {
+	return fmt.Sprintf("<!date^%d^{date_short_pretty} {time}|%s>", t.Unix(), t.UTC().Format("2006-01-02 15:04 UTC"))
+}
+
+// cardHeader is the card's summary, the same before and after a decision.
+func cardHeader(r hbrbot.Request) []slack.Block {
+	jobs := len(r.Batches())
+	lines := []string{
+		fmt.Sprintf("*HBR client upgrade* requested by <@%s>", r.RequesterID),
+		fmt.Sprintf("*Region:* `%s`   *Account:* %s", r.Spec.Region, account(r.Spec)),
+		fmt.Sprintf("*Targets:* %s, %s (%s)", plural(len(r.Spec.InstanceIDs), "ECS instance"),
+			plural(len(r.Spec.ClientIDs), "HBR client"), plural(jobs, "HBR job")),
+	}
+	blocks := []slack.Block{section(strings.Join(lines, "\n"))}
+	// Keep room for the header, the context line and the actions.
+	blocks = append(blocks, sections(idList(r.Spec.All()), blockLimit-4)...)
+	return blocks
+}
+
+// cardFallback is the card's notification text.
+func cardFallback(r hbrbot.Request) string {
+	return fmt.Sprintf("HBR client upgrade of %s in %s requested by <@%s>: %s", plural(r.Spec.Len(), "ID"),
+		r.Spec.Region, r.RequesterID, cardStateText(r))
+}
+
+func cardStateText(r hbrbot.Request) string {
+	switch r.State {
+	case hbrbot.RequestApproved:
+		return fmt.Sprintf(":white_check_mark: Approved by <@%s> %s. Progress and results follow in this thread.", r.DecidedBy, stamp(r.DecidedAt))
+	case hbrbot.RequestCancelled:
+		if r.DecidedBy == "" {
+			return ":no_entry_sign: Closed: nothing was done."
+		}
+		return fmt.Sprintf(":no_entry_sign: Cancelled by <@%s> %s. Nothing was done.", r.DecidedBy, stamp(r.DecidedAt))
+	case hbrbot.RequestExpired:
+		return fmt.Sprintf(":hourglass: Expired unapproved %s. Nothing was done.", stamp(r.ExpiresAt))
+	}
+	return "Awaiting approval until " + stamp(r.ExpiresAt)
+}
+
+// CardBlocks is the approval card: with buttons while pending, with the
+// decision instead once decided.
+func CardBlocks(r hbrbot.Request) []slack.Block {
+	blocks := cardHeader(r)
+	blocks = append(blocks, contextLine(fmt.Sprintf("%s · request `%s`", cardStateText(r), r.ID)))
+	if r.State == hbrbot.RequestPending {
+		approve := slack.NewButtonBlockElement(ActionApprove, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary)
+		cancel := slack.NewButtonBlockElement(ActionCancel, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Cancel", false, false)).WithStyle(slack.StyleDanger)
+		blocks = append(blocks, slack.NewActionBlock("hbr_upgrade_decision", approve, cancel))
+	}
+	return blocks
+}
+
+func jobName(b hbrbot.Batch) string {
+	if b.Of == 1 {
+		return "Job"
+	}
+	return fmt.Sprintf("Job %d/%d", b.Index+1, b.Of)
+}
+
+// StartedReport is the reply naming a batch's TaskId and invalid IDs.
+func StartedReport(b hbrbot.Batch) (string, []slack.Block) {
+	text := fmt.Sprintf(":arrows_counterclockwise: %s started: HBR task `%s` for %s.", jobName(b), b.TaskID, plural(b.Targets.Len(), "ID"))
+	lines := []string{text}
+	if len(b.Invalid) > 0 {
+		lines = append(lines, fmt.Sprintf(":warning: HBR refused %s:", plural(len(b.Invalid), "ID")))
+		for _, iv := range b.Invalid {
+			lines = append(lines, fmt.Sprintf("• `%s` %s", iv.ID, codeText(iv.ErrorCode)))
+		}
+	}
+	return text, sections(lines, blockLimit)
+}
+
+func codeText(code string) string {
+	if code == "" {
+		return "(no code)"
+	}
+	return "`" + code + "`"
+}
+
+var outcomeLabels = []struct {
+	kind  hbrbot.OutcomeKind
+	label string
+}{
+	{hbrbot.OutcomeFailed, ":x: Failed"},
+	{hbrbot.OutcomeInvalid, ":warning: Refused by HBR"},
+	{hbrbot.OutcomeNotStarted, ":x: Not started"},
+	{hbrbot.OutcomeUnknown, ":grey_question: Outcome unknown"},
+	{hbrbot.OutcomeTimedOut, ":hourglass: Timed out"},
+	{hbrbot.OutcomeExpired, ":hourglass: Expired"},
+	{hbrbot.OutcomeCancelled, ":no_entry_sign: Cancelled"},
+	{hbrbot.OutcomeUpgraded, ":white_check_mark: Upgraded"},
+}
+
+// FinalReport is the one reply listing every ID of an ended batch with its
+// outcome: a summary line, then the groups, failures first.
+func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
+	outcomes := b.Outcomes()
+	tally := hbrbot.Tally(outcomes)
+	var counts []string
+	for _, l := range outcomeLabels {
+		if n := tally[l.kind]; n > 0 {
+			counts = append(counts, fmt.Sprintf("%d %s", n, strings.ToLower(l.label[strings.Index(l.label, " ")+1:])))
+		}
+	}
+	task := ""
+	if b.TaskID != "" {
+		task = fmt.Sprintf(" (task `%s`)", b.TaskID)
+	}
+	summary := fmt.Sprintf("*%s%s %s:* %s", jobName(b), task, finalText(b), strings.Join(counts, " · "))
+	lines := []string{summary}
+	if b.Error != nil {
+		if b.Error.Unknown {
+			lines = append(lines, "HBR may or may not have started this job, so it was not resubmitted. Check the clients in the HBR console before trying again. ("+truncate(b.Error.Message, 200)+")")
+		} else {
+			lines = append(lines, fmt.Sprintf("UpgradeBackupClients refused the batch: `%s` %s", b.Error.Code, truncate(b.Error.Message, 200)))
+		}
+	}
+	for _, l := range outcomeLabels {
+		var group []string
+		for _, o := range outcomes {
+			if o.Kind != l.kind {
+				continue
+			}
+			if o.Code != "" && l.kind != hbrbot.OutcomeNotStarted {
+				group = append(group, fmt.Sprintf("`%s` %s", o.ID, codeText(o.Code)))
+			} else {
+				group = append(group, "`"+o.ID+"`")
+			}
+		}
+		if len(group) == 0 {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("*%s (%d)*", l.label, len(group)))
+		if strings.Contains(group[0], " ") {
+			for _, g := range group {
+				lines = append(lines, "• "+g)
+			}
+		} else {
+			for i := range group {
+				group[i] = strings.Trim(group[i], "`")
+			}
+			lines = append(lines, idList(group)...)
+		}
+	}
+	return strings.ReplaceAll(summary, "*", ""), sections(lines, blockLimit)
+}
+
+func finalText(b hbrbot.Batch) string {
+	switch b.Final {
+	case hbrbot.JobCompleted:
+		return "completed"
+	case hbrbot.JobFailed:
+		return "failed"
+	case hbrbot.JobExpired:
+		return "expired"
+	case hbrbot.JobCancelled:
+		return "was cancelled"
+	case hbrbot.JobTimedOut:
+		return fmt.Sprintf("timed out (no end %s after it started)", b.Deadline.Sub(b.Started).Round(time.Second))
+	}
+	if b.Error != nil && b.Error.Unknown {
+		return "outcome unknown"
+	}
+	return "not started"
+}
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}

@@ -1,0 +1,166 @@
+// Command hbrbot is the Slack bot that upgrades Alibaba Cloud Backup (HBR)
+// clients after an explicit approval. It only wires the packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/slack-go/slack"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hbrbot/hbrbot/bot"
+	"github.com/hbrbot/hbrbot/config"
+	"github.com/hbrbot/hbrbot/hbr"
+	"github.com/hbrbot/hbrbot/health"
+	"github.com/hbrbot/hbrbot/redisstore"
+	"github.com/hbrbot/hbrbot/upgrade"
+)
+
+// version is set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "hbrbot:", err)
+		os.Exit(1)
+	}
+}
+
+// shutdownGrace bounds the work finished after a stop signal: the contract
+// promises an exit within 10 s.
+const shutdownGrace = 8 * time.Second
+
+// run is the whole program: ctx ending is the stop signal.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "hbrbot", version)
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: hbrbot takes its configuration from the environment", fs.Args())
+	}
+
+	cfg, err := config.Load(getenv, ".env")
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log.Info("starting", "version", version, "config", cfg)
+
+	rdb, closeRedis, err := openRedis(cfg.RedisURL, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	store := redisstore.New(rdb)
+
+	endpoint := cfg.HBREndpoint
+	if endpoint.Host == "hbr."+cfg.Region+".aliyuncs.com" {
+		endpoint = nil // the default: each region's own endpoint
+	}
+	hbrClient, err := hbr.New(hbr.Options{Region: cfg.Region, Endpoint: endpoint,
+		AccessKeyID: cfg.AccessKeyID, AccessKeySecret: cfg.AccessKeySecret, SecurityToken: cfg.SecurityToken,
+		Timeout: 7 * time.Second, RetryFor: 30 * time.Second, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	api := slack.New(cfg.SlackBotToken, slack.OptionAppLevelToken(cfg.SlackAppToken), slack.OptionAPIURL(cfg.SlackAPIURL))
+	messenger := bot.NewMessenger(api)
+	svc := upgrade.New(store, hbrClient, messenger, upgrade.Policy{
+		DefaultRegion: cfg.Region, Approvers: cfg.Approvers, AllowSelfApproval: cfg.AllowSelfApproval,
+		AllowedChannels: cfg.AllowedChannels, MaxTargets: cfg.MaxTargets, RequestTTL: cfg.RequestTTL,
+	}, upgrade.Options{PollInterval: cfg.PollInterval, TaskTimeout: cfg.TaskTimeout, Logger: log})
+	slackBot := bot.New(api, svc, log)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := &http.Server{Handler: health.Handler(reg,
+		health.Check{Name: "slack", Fn: func(context.Context) error {
+			if !slackBot.Connected() {
+				return errors.New("socket mode not connected")
+			}
+			return nil
+		}},
+		health.Check{Name: "redis", Fn: store.Ping},
+	), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on HBRBOT_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	log.Info("http listening", "addr", ln.Addr().String())
+
+	// Work goes on past the stop signal only as long as the grace period.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := slackBot.Run(gctx); err != nil {
+			return fmt.Errorf("slack: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		timer := time.AfterFunc(shutdownGrace, cancelWork)
+		defer timer.Stop()
+		shutdownCtx, cancel := context.WithTimeout(workCtx, shutdownGrace)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	})
+	err = g.Wait()
+	log.Info("stopped", "err", err)
+	return err
+}
+
+// openRedis connects to REDIS_URL, or starts an in-process Redis when it
+// is unset, behind the same client.
+func openRedis(url string, log *slog.Logger) (redis.UniversalClient, func(), error) {
+	if url == "" {
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, nil, fmt.Errorf("start in-process redis: %w", err)
+		}
+		log.Warn("REDIS_URL is unset: using an in-process store; all state is lost when hbrbot exits and replicas cannot share it")
+		rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+		return rdb, func() { rdb.Close(); m.Close() }, nil
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, nil, errors.New("REDIS_URL: cannot parse") // config validated it; never echo a password
+	}
+	// Fail fast so a caller hears of an outage within seconds.
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	rdb := redis.NewClient(opts)
+	return rdb, func() { rdb.Close() }, nil
+}

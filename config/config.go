@@ -1,0 +1,623 @@
+// Package config reads hbrbot's configuration from environment variables,
+// optionally supplied by a .env file, and validates all of it at once.
+//
+// The variables, their defaults and their meaning are listed in the outside
+// contract (CONTRACT.md). Load reports every missing or malformed variable in
+// one *Error, one line per variable, and never includes a secret (a Slack
+// token, the Alibaba Cloud access key secret or security token, or a Redis
+// password) in an error message. Config.Redacted, Config.LogValue and
+// Config.String give forms that are safe to log.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/joho/godotenv"
+	"github.com/redis/go-redis/v9"
+)
+
+// Names of the environment variables.
+const (
+	varSlackAppToken     = "SLACK_APP_TOKEN"
+	varSlackBotToken     = "SLACK_BOT_TOKEN"
+	varSlackAPIURL       = "SLACK_API_URL"
+	varAccessKeyID       = "ALIBABA_CLOUD_ACCESS_KEY_ID"
+	varAccessKeySecret   = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+	varSecurityToken     = "ALIBABA_CLOUD_SECURITY_TOKEN"
+	varRegion            = "ALIBABA_CLOUD_REGION_ID"
+	varHBREndpoint       = "HBR_ENDPOINT"
+	varRedisURL          = "REDIS_URL"
+	varPollInterval      = "HBRBOT_POLL_INTERVAL"
+	varTaskTimeout       = "HBRBOT_TASK_TIMEOUT"
+	varRequestTTL        = "HBRBOT_REQUEST_TTL"
+	varApprovers         = "HBRBOT_APPROVERS"
+	varAllowSelfApproval = "HBRBOT_ALLOW_SELF_APPROVAL"
+	varAllowedChannels   = "HBRBOT_ALLOWED_CHANNELS"
+	varMaxTargets        = "HBRBOT_MAX_TARGETS"
+	varHTTPAddr          = "HBRBOT_HTTP_ADDR"
+)
+
+// Limits enforced by Load.
+const (
+	// MinPollInterval is the shortest HBRBOT_POLL_INTERVAL accepted. It is
+	// far below anything sensible against the real HBR API (the default is
+	// 10s) and exists so that tests can poll a fake quickly.
+	MinPollInterval = 100 * time.Millisecond
+	// MinMaxTargets and MaxMaxTargets bound HBRBOT_MAX_TARGETS.
+	MinMaxTargets = 1
+	MaxMaxTargets = 10000
+)
+
+// Config is the validated configuration. Load fills every field; a Config
+// returned together with an error is the zero value.
+type Config struct {
+	// SlackAppToken is SLACK_APP_TOKEN, an app-level token "xapp-..." for
+	// Socket Mode. Required. Secret.
+	SlackAppToken string
+	// SlackBotToken is SLACK_BOT_TOKEN, a bot token "xoxb-...". Required.
+	// Secret.
+	SlackBotToken string
+	// SlackAPIURL is SLACK_API_URL, the Slack Web API base, an absolute
+	// http(s) URL that always ends with "/". Default
+	// "https://slack.com/api/".
+	SlackAPIURL string
+
+	// AccessKeyID, AccessKeySecret and SecurityToken are
+	// ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET and
+	// ALIBABA_CLOUD_SECURITY_TOKEN. All optional: when the ID and secret are
+	// empty the Alibaba SDK's default credential chain applies. The ID and
+	// the secret are set together or not at all; the security token needs
+	// both. AccessKeySecret and SecurityToken are secret.
+	AccessKeyID, AccessKeySecret, SecurityToken string
+
+	// Region is ALIBABA_CLOUD_REGION_ID, e.g. "cn-hangzhou". Required.
+	Region string
+	// HBREndpoint is HBR_ENDPOINT, scheme://host[:port] with scheme http or
+	// https and no path, query or fragment. Default
+	// https://hbr.<Region>.aliyuncs.com. Never nil in a Config from Load.
+	HBREndpoint *url.URL
+
+	// RedisURL is REDIS_URL, "redis://[user:pass@]host:port/db" or
+	// "rediss://..."; it has been checked with redis.ParseURL. Empty means
+	// the embedded in-process store. May hold a password.
+	RedisURL string
+
+	// PollInterval is HBRBOT_POLL_INTERVAL, default 10s, at least
+	// MinPollInterval (100ms).
+	PollInterval time.Duration
+	// TaskTimeout is HBRBOT_TASK_TIMEOUT, default 20m, positive.
+	TaskTimeout time.Duration
+	// RequestTTL is HBRBOT_REQUEST_TTL, default 1h, positive.
+	RequestTTL time.Duration
+
+	// Approvers is HBRBOT_APPROVERS: Slack user IDs (U..., W...) and
+	// user-group IDs (S...), without duplicates, in the order given. Empty
+	// means anyone may approve.
+	Approvers []string
+	// AllowSelfApproval is HBRBOT_ALLOW_SELF_APPROVAL, default false.
+	AllowSelfApproval bool
+	// AllowedChannels is HBRBOT_ALLOWED_CHANNELS: Slack channel IDs (C...,
+	// G..., D...), without duplicates, in the order given. Empty means any
+	// channel.
+	AllowedChannels []string
+	// MaxTargets is HBRBOT_MAX_TARGETS, default 500, between MinMaxTargets
+	// and MaxMaxTargets.
+	MaxTargets int
+	// HTTPAddr is HBRBOT_HTTP_ADDR, host:port for /healthz, /readyz and
+	// /metrics, default ":8080".
+	HTTPAddr string
+}
+
+// rawConfig is what caarlos0/env reads: types, defaults and required
+// variables. Load validates it further into a Config. Its tags are the single
+// list of variables Load looks up.
+type rawConfig struct {
+	SlackAppToken     string        `env:"SLACK_APP_TOKEN,required"`
+	SlackBotToken     string        `env:"SLACK_BOT_TOKEN,required"`
+	SlackAPIURL       string        `env:"SLACK_API_URL" envDefault:"https://slack.com/api/"`
+	AccessKeyID       string        `env:"ALIBABA_CLOUD_ACCESS_KEY_ID"`
+	AccessKeySecret   string        `env:"ALIBABA_CLOUD_ACCESS_KEY_SECRET"`
+	SecurityToken     string        `env:"ALIBABA_CLOUD_SECURITY_TOKEN"`
+	Region            string        `env:"ALIBABA_CLOUD_REGION_ID,required"`
+	HBREndpoint       string        `env:"HBR_ENDPOINT"`
+	RedisURL          string        `env:"REDIS_URL"`
+	PollInterval      time.Duration `env:"HBRBOT_POLL_INTERVAL" envDefault:"10s"`
+	TaskTimeout       time.Duration `env:"HBRBOT_TASK_TIMEOUT" envDefault:"20m"`
+	RequestTTL        time.Duration `env:"HBRBOT_REQUEST_TTL" envDefault:"1h"`
+	Approvers         []string      `env:"HBRBOT_APPROVERS" envSeparator:","`
+	AllowSelfApproval bool          `env:"HBRBOT_ALLOW_SELF_APPROVAL" envDefault:"false"`
+	AllowedChannels   []string      `env:"HBRBOT_ALLOWED_CHANNELS" envSeparator:","`
+	MaxTargets        int           `env:"HBRBOT_MAX_TARGETS" envDefault:"500"`
+	HTTPAddr          string        `env:"HBRBOT_HTTP_ADDR" envDefault:":8080"`
+}
+
+var (
+	// varNames lists every variable, in the contract's order.
+	varNames []string
+	// varOrder maps a variable to its index in varNames.
+	varOrder = map[string]int{}
+	// fieldVar maps a rawConfig field name to its variable.
+	fieldVar = map[string]string{}
+	// varType maps a variable to the Go type caarlos0/env parses it into.
+	varType = map[string]reflect.Type{}
+)
+
+func init() {
+	t := reflect.TypeFor[rawConfig]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		varOrder[name] = len(varNames)
+		varNames = append(varNames, name)
+		fieldVar[f.Name] = name
+		varType[name] = f.Type
+	}
+}
+
+var (
+	regionRE   = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+)+$`)
+	approverRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
+	channelRE  = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
+)
+
+// Load reads the configuration. Each variable's value comes from getenv (the
+// real environment) when that is not empty, else from the .env file named
+// envFile, else from its default. Values are trimmed of surrounding
+// whitespace; a value that is empty after trimming counts as unset.
+//
+// getenv nil means os.Getenv. envFile "" means no file; a file that does not
+// exist is not an error, one that cannot be read or parsed is. Variables in
+// the file that hbrbot does not know are ignored.
+//
+// On any problem Load returns the zero Config and an *Error naming every bad
+// variable.
+func Load(getenv func(string) string, envFile string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+
+	var fileValues map[string]string
+	if envFile != "" {
+		m, err := godotenv.Read(envFile)
+		switch {
+		case err == nil:
+			fileValues = m
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			// The file's variables are unknown, so checking the rest would
+			// only add noise ("required" for what the file meant to set).
+			return Config{}, &Error{Problems: []Problem{{Var: envFile, Reason: dotenvReason(err)}}}
+		}
+	}
+
+	environ := make(map[string]string, len(varNames))
+	for _, name := range varNames {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			v = strings.TrimSpace(fileValues[name])
+		}
+		if v != "" {
+			environ[name] = v
+		}
+	}
+
+	v := validator{environ: environ, failed: map[string]bool{}}
+	var raw rawConfig
+	if err := env.ParseWithOptions(&raw, env.Options{Environment: environ}); err != nil {
+		v.envError(err)
+	}
+	cfg := v.validate(raw)
+	if len(v.problems) > 0 {
+		return Config{}, v.err()
+	}
+	return cfg, nil
+}
+
+// validator collects problems.
+type validator struct {
+	environ  map[string]string
+	failed   map[string]bool // variables caarlos0/env could not read
+	problems []Problem
+}
+
+func (v *validator) add(name, format string, args ...any) {
+	v.problems = append(v.problems, Problem{Var: name, Reason: fmt.Sprintf(format, args...)})
+}
+
+// envError turns caarlos0/env's errors into problems.
+func (v *validator) envError(err error) {
+	var errs []error
+	var agg env.AggregateError
+	if errors.As(err, &agg) {
+		errs = agg.Errors
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var (
+			notSet   env.VarIsNotSetError
+			empty    env.EmptyVarError
+			parseErr env.ParseError
+		)
+		switch {
+		case errors.As(e, &notSet):
+			v.failed[notSet.Key] = true
+			v.add(notSet.Key, "required")
+		case errors.As(e, &empty):
+			v.failed[empty.Key] = true
+			v.add(empty.Key, "required")
+		case errors.As(e, &parseErr):
+			name, ok := fieldVar[parseErr.Name]
+			if !ok {
+				v.add("config", "%v", e) // not reached: every field is tagged
+				continue
+			}
+			v.failed[name] = true
+			v.add(name, "%s", parseReason(name, v.environ[name], parseErr.Err))
+		default:
+			v.add("config", "%v", e) // a bug in rawConfig's tags
+		}
+	}
+}
+
+// parseReason explains why caarlos0/env could not convert value. Only
+// non-secret variables have types that can fail to parse, so the value may
+// be shown.
+func parseReason(name, value string, err error) string {
+	switch varType[name] {
+	case reflect.TypeFor[time.Duration]():
+		return fmt.Sprintf("%s is not a duration (e.g. 10s)", show(value))
+	case reflect.TypeFor[bool]():
+		return fmt.Sprintf("%s is not a boolean (true, false, 1 or 0)", show(value))
+	case reflect.TypeFor[int]():
+		if errors.Is(err, strconv.ErrRange) {
+			return fmt.Sprintf("%s is out of range", show(value))
+		}
+		return fmt.Sprintf("%s is not a whole number", show(value))
+	}
+	return fmt.Sprintf("%s is malformed", show(value))
+}
+
+func (v *validator) validate(raw rawConfig) Config {
+	var c Config
+
+	c.SlackAppToken = v.token(varSlackAppToken, raw.SlackAppToken, "xapp-", "an app-level token")
+	c.SlackBotToken = v.token(varSlackBotToken, raw.SlackBotToken, "xoxb-", "a bot token")
+	c.SlackAPIURL = v.slackAPIURL(raw.SlackAPIURL)
+
+	c.AccessKeyID, c.AccessKeySecret, c.SecurityToken = v.credentials(raw.AccessKeyID, raw.AccessKeySecret, raw.SecurityToken)
+
+	regionOK := false
+	if !v.failed[varRegion] {
+		if regionRE.MatchString(raw.Region) {
+			c.Region = raw.Region
+			regionOK = true
+		} else {
+			v.add(varRegion, "%s is not a region ID (e.g. cn-hangzhou)", show(raw.Region))
+		}
+	}
+	switch {
+	case raw.HBREndpoint != "":
+		c.HBREndpoint = v.hbrEndpoint(raw.HBREndpoint)
+	case regionOK:
+		c.HBREndpoint = &url.URL{Scheme: "https", Host: "hbr." + c.Region + ".aliyuncs.com"}
+	}
+
+	c.RedisURL = v.redisURL(raw.RedisURL)
+
+	c.PollInterval = v.duration(varPollInterval, raw.PollInterval, MinPollInterval)
+	c.TaskTimeout = v.duration(varTaskTimeout, raw.TaskTimeout, 0)
+	c.RequestTTL = v.duration(varRequestTTL, raw.RequestTTL, 0)
+
+	c.Approvers = v.ids(varApprovers, raw.Approvers, approverRE, "Slack user or user-group IDs (U..., W..., S...)")
+	c.AllowSelfApproval = raw.AllowSelfApproval
+	c.AllowedChannels = v.ids(varAllowedChannels, raw.AllowedChannels, channelRE, "Slack channel IDs (C..., G..., D...)")
+
+	if !v.failed[varMaxTargets] {
+		if raw.MaxTargets < MinMaxTargets || raw.MaxTargets > MaxMaxTargets {
+			v.add(varMaxTargets, "%d is not between %d and %d", raw.MaxTargets, MinMaxTargets, MaxMaxTargets)
+		}
+		c.MaxTargets = raw.MaxTargets
+	}
+
+	c.HTTPAddr = v.httpAddr(raw.HTTPAddr)
+	return c
+}
+
+// token checks a Slack token. The value is secret and never shown.
+func (v *validator) token(name, value, prefix, what string) string {
+	if v.failed[name] {
+		return ""
+	}
+	switch {
+	case !strings.HasPrefix(value, prefix) || len(value) == len(prefix):
+		v.add(name, "must be %s starting with %q", what, prefix)
+	case hasSpace(value):
+		v.add(name, "must not contain whitespace")
+	}
+	return value
+}
+
+func (v *validator) credentials(id, secret, token string) (string, string, string) {
+	if hasSpace(id) {
+		v.add(varAccessKeyID, "must not contain whitespace")
+	}
+	if hasSpace(secret) {
+		v.add(varAccessKeySecret, "must not contain whitespace")
+	}
+	if hasSpace(token) {
+		v.add(varSecurityToken, "must not contain whitespace")
+	}
+	switch {
+	case id != "" && secret == "":
+		v.add(varAccessKeySecret, "required when %s is set", varAccessKeyID)
+	case id == "" && secret != "":
+		v.add(varAccessKeyID, "required when %s is set", varAccessKeySecret)
+	case id == "" && secret == "" && token != "":
+		v.add(varSecurityToken, "needs %s and %s", varAccessKeyID, varAccessKeySecret)
+	}
+	return id, secret, token
+}
+
+func (v *validator) slackAPIURL(value string) string {
+	u, ok := v.httpURL(varSlackAPIURL, value)
+	if !ok {
+		return ""
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		v.add(varSlackAPIURL, "must not have a query or fragment")
+		return ""
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+		if u.RawPath != "" {
+			u.RawPath += "/"
+		}
+	}
+	return u.String()
+}
+
+func (v *validator) hbrEndpoint(value string) *url.URL {
+	u, ok := v.httpURL(varHBREndpoint, value)
+	if !ok {
+		return nil
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		v.add(varHBREndpoint, "%s must be scheme://host[:port], without path, query or fragment", show(value))
+		return nil
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}
+}
+
+// httpURL parses an absolute http or https URL with a host, no user info
+// and, if any, a valid port.
+func (v *validator) httpURL(name, value string) (*url.URL, bool) {
+	if value == "" { // only when the variable has no default and is unset
+		return nil, false
+	}
+	shown := show(value)
+	if strings.Contains(value, "@") {
+		shown = "value" // may hold credentials
+	}
+	u, err := url.Parse(value)
+	if err != nil {
+		v.add(name, "%s is not a URL", shown)
+		return nil, false
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		v.add(name, "%s must be an absolute http:// or https:// URL", shown)
+		return nil, false
+	}
+	if u.Opaque != "" || u.Hostname() == "" {
+		v.add(name, "%s has no host", shown)
+		return nil, false
+	}
+	if u.User != nil {
+		v.add(name, "must not contain user info")
+		return nil, false
+	}
+	if strings.HasSuffix(u.Host, ":") {
+		v.add(name, "%s has an empty port", shown)
+		return nil, false
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			v.add(name, "port %s is not between 1 and 65535", show(p))
+			return nil, false
+		}
+	}
+	return u, true
+}
+
+// redisURL checks REDIS_URL with redis.ParseURL. The URL may hold a
+// password, so the value is never shown, and neither is url.Parse's message
+// when the URL has user info.
+func (v *validator) redisURL(value string) string {
+	if value == "" {
+		return ""
+	}
+	u, perr := url.Parse(value)
+	if perr == nil && u.Scheme != "redis" && u.Scheme != "rediss" {
+		v.add(varRedisURL, "scheme must be redis:// or rediss://, not %s", show(u.Scheme+"://"))
+		return ""
+	}
+	if _, err := redis.ParseURL(value); err != nil {
+		reason := "not a Redis URL (redis://[user:pass@]host:port/db or rediss://...)"
+		var uerr *url.Error
+		switch {
+		case errors.As(err, &uerr):
+			// url.Error's message holds the whole URL; its cause may hold a
+			// piece of the user info.
+			if !strings.Contains(value, "@") {
+				reason += ": " + uerr.Err.Error()
+			}
+		default:
+			reason += ": " + strings.TrimPrefix(err.Error(), "redis: ")
+		}
+		v.add(varRedisURL, "%s", reason)
+		return ""
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			v.add(varRedisURL, "port %s is not between 1 and 65535", show(p))
+			return ""
+		}
+	}
+	return value
+}
+
+func (v *validator) duration(name string, d, atLeast time.Duration) time.Duration {
+	if v.failed[name] {
+		return 0
+	}
+	switch {
+	case d <= 0:
+		v.add(name, "%s must be positive", show(v.environ[name]))
+	case d < atLeast:
+		v.add(name, "%s is less than the minimum %s", show(v.environ[name]), atLeast)
+	}
+	return d
+}
+
+// ids trims the items, drops empty ones and duplicates, and checks each
+// against re.
+func (v *validator) ids(name string, items []string, re *regexp.Regexp, what string) []string {
+	if v.failed[name] {
+		return nil
+	}
+	var out, bad []string
+	for _, it := range items {
+		it = strings.TrimSpace(it)
+		if it == "" || slices.Contains(out, it) {
+			continue
+		}
+		out = append(out, it)
+		if !re.MatchString(it) {
+			bad = append(bad, show(it))
+		}
+	}
+	if len(bad) > 0 {
+		const most = 5
+		more := ""
+		if len(bad) > most {
+			more = fmt.Sprintf(" (and %d more)", len(bad)-most)
+			bad = bad[:most]
+		}
+		if len(bad) == 1 {
+			v.add(name, "%s is not one of %s", bad[0], what)
+		} else {
+			v.add(name, "%s%s are not %s", strings.Join(bad, ", "), more, what)
+		}
+	}
+	return out
+}
+
+func (v *validator) httpAddr(value string) string {
+	if v.failed[varHTTPAddr] {
+		return ""
+	}
+	_, port, err := net.SplitHostPort(value)
+	if err != nil {
+		v.add(varHTTPAddr, "%s is not host:port (e.g. :8080)", show(value))
+		return ""
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		v.add(varHTTPAddr, "port %s is not a number between 0 and 65535", show(port))
+		return ""
+	}
+	return value
+}
+
+// err builds the *Error: problems in the variables' order, secrets scrubbed
+// from every reason as a last line of defence.
+func (v *validator) err() *Error {
+	secrets := []string{
+		v.environ[varSlackAppToken],
+		v.environ[varSlackBotToken],
+		v.environ[varAccessKeySecret],
+		v.environ[varSecurityToken],
+	}
+	if u, err := url.Parse(v.environ[varRedisURL]); err == nil {
+		secrets = append(secrets, password(u))
+	}
+	problems := slices.Clone(v.problems)
+	for i := range problems {
+		problems[i].Reason = scrub(problems[i].Reason, secrets)
+	}
+	slices.SortStableFunc(problems, func(a, b Problem) int {
+		return order(a.Var) - order(b.Var)
+	})
+	return &Error{Problems: problems}
+}
+
+func order(name string) int {
+	if i, ok := varOrder[name]; ok {
+		return i
+	}
+	return len(varNames)
+}
+
+// scrub replaces every secret of at least 6 characters in s with
+// "[redacted]"; shorter ones (such as a bare "xapp-") would match the
+// reasons' own words.
+func scrub(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if len(sec) >= 6 {
+			s = strings.ReplaceAll(s, sec, redacted)
+		}
+	}
+	return s
+}
+
+func password(u *url.URL) string {
+	if u == nil || u.User == nil {
+		return ""
+	}
+	p, _ := u.User.Password()
+	return p
+}
+
+func hasSpace(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) })
+}
+
+// show quotes a non-secret value for an error message, cut to about 40
+// characters.
+func show(s string) string {
+	const most = 40
+	if r := []rune(s); len(r) > most {
+		s = string(r[:most]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// dotenvReason describes a .env file godotenv could not read without
+// quoting its content, which may hold secrets.
+func dotenvReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return "cannot read: " + pe.Err.Error()
+	}
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "unterminated quoted value"):
+		return "malformed: unterminated quoted value"
+	case strings.HasPrefix(msg, "unexpected character"):
+		msg, _, _ = strings.Cut(msg, " near ")
+		return "malformed: " + msg
+	}
+	return "malformed"
+}

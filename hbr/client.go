@@ -1,0 +1,348 @@
+// Package hbr calls Alibaba Cloud Backup (HBR, API 2017-09-08) through the
+// Alibaba Cloud Go SDK. The SDK has no HBR service package, so every call is
+// an sdk.Client CommonRequest: POST, signed by the SDK's own RPC signer.
+package hbr
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk"
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/auth"
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/auth/credentials"
+	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/hbrbot/hbrbot"
+)
+
+const apiVersion = "2017-09-08"
+
+// Options configure a Client.
+type Options struct {
+	// Region is the client's default region (the SDK's RegionId).
+	Region string
+	// Endpoint, when set, receives every call whatever its region (VPC
+	// endpoints, proxies, tests). Nil: https://hbr.<region>.aliyuncs.com.
+	Endpoint *url.URL
+	// Static credentials. All empty: the SDK's default credential chain
+	// (environment, OIDC, CLI profile, ECS RAM role), resolved per call.
+	AccessKeyID, AccessKeySecret, SecurityToken string
+	// Timeout bounds one HTTP exchange (default 10s).
+	Timeout time.Duration
+	// RetryFor bounds the retries of one call (default 1m).
+	RetryFor time.Duration
+	// InitialBackoff is the first retry's wait before jitter (default 500ms).
+	InitialBackoff time.Duration
+	// Concurrency is how many calls may be in flight at once (default 4).
+	Concurrency int
+	Logger      *slog.Logger
+}
+
+// Client calls HBR.
+type Client struct {
+	opts Options
+	// The SDK's DoAction writes the shared http.Client's timeout and dialer
+	// on every call, so one sdk.Client must not serve two calls at once:
+	// calls borrow a client from this pool instead.
+	pool chan *sdk.Client
+	log  *slog.Logger
+}
+
+// New builds a Client. It makes no call.
+func New(o Options) (*Client, error) {
+	if o.Region == "" {
+		return nil, errors.New("hbr: region is required")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = time.Minute
+	}
+	if o.InitialBackoff <= 0 {
+		o.InitialBackoff = 500 * time.Millisecond
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	var cred auth.Credential // nil: the SDK's default chain
+	switch {
+	case o.AccessKeyID != "" && o.SecurityToken != "":
+		cred = credentials.NewStaticSTSCredentialsProvider(o.AccessKeyID, o.AccessKeySecret, o.SecurityToken)
+	case o.AccessKeyID != "":
+		cred = credentials.NewStaticAKCredentialsProvider(o.AccessKeyID, o.AccessKeySecret)
+	}
+	c := &Client{opts: o, pool: make(chan *sdk.Client, o.Concurrency), log: o.Logger}
+	for range o.Concurrency {
+		// The SDK's default scheme is HTTP; every request sets its scheme
+		// explicitly, and the config says HTTPS should one slip through.
+		cfg := sdk.NewConfig().WithScheme("HTTPS").WithTimeout(o.Timeout)
+		sc, err := sdk.NewClientWithOptions(o.Region, cfg, cred)
+		if err != nil {
+			return nil, fmt.Errorf("hbr: new sdk client: %w", err)
+		}
+		sc.SetReadTimeout(o.Timeout)
+		sc.SetConnectTimeout(5 * time.Second)
+		c.pool <- sc
+	}
+	return c, nil
+}
+
+// endpoint is where calls for region go.
+func (c *Client) endpoint(region string) (scheme, host string) {
+	if c.opts.Endpoint != nil {
+		return c.opts.Endpoint.Scheme, c.opts.Endpoint.Host
+	}
+	return "https", "hbr." + region + ".aliyuncs.com"
+}
+
+// callError is a failed call, classified for retrying.
+type callError struct {
+	err error
+	// notSent: the request provably never reached HBR (dial failure).
+	notSent bool
+	// ambiguous: HBR may have received and acted on the request.
+	ambiguous bool
+	// transient: HBR said "try again" (throttling, unavailable, internal).
+	transient bool
+}
+
+func (e *callError) Error() string { return e.err.Error() }
+func (e *callError) Unwrap() error { return e.err }
+
+// call makes one signed RPC call and returns the body of a successful
+// answer. It does not retry.
+func (c *Client) call(ctx context.Context, action, region string, params map[string]string) (body []byte, err error) {
+	var sc *sdk.Client
+	select {
+	case sc = <-c.pool:
+	case <-ctx.Done():
+		return nil, &callError{err: ctx.Err(), notSent: true}
+	}
+	defer func() { c.pool <- sc }()
+	defer func() {
+		// The SDK panics on an error body whose "Code" is a number.
+		if p := recover(); p != nil {
+			err = &callError{err: &hbrbot.HBRError{Action: action, Code: "InvalidResponse",
+				Message: fmt.Sprintf("unreadable error answer: %v", p)}, transient: true}
+		}
+	}()
+
+	scheme, host := c.endpoint(region)
+	req := requests.NewCommonRequest()
+	req.Method = requests.POST
+	req.Scheme = scheme
+	req.Domain = host
+	req.Product = "hbr"
+	req.Version = apiVersion
+	req.ApiName = action
+	req.RegionId = region
+	for k, v := range params {
+		req.QueryParams[k] = v
+	}
+	start := time.Now()
+	resp, err := sc.ProcessCommonRequest(req)
+	c.log.DebugContext(ctx, "hbr call", "action", action, "region", region, "elapsed", time.Since(start), "err", err)
+	if err != nil {
+		return nil, classify(action, err)
+	}
+	body = resp.GetHttpContentBytes()
+	var env struct {
+		Success   *bool           `json:"Success"`
+		Code      json.RawMessage `json:"Code"`
+		Message   string          `json:"Message"`
+		RequestID string          `json:"RequestId"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, &callError{err: &hbrbot.HBRError{Action: action, Code: "InvalidResponse",
+			Message: "answer is not JSON", HTTPStatus: resp.GetHttpStatus()}, transient: true}
+	}
+	code := rawString(env.Code)
+	if env.Success != nil && !*env.Success {
+		he := &hbrbot.HBRError{Action: action, Code: code, Message: env.Message,
+			RequestID: env.RequestID, HTTPStatus: resp.GetHttpStatus()}
+		return nil, &callError{err: he, transient: transientCode(code)}
+	}
+	return body, nil
+}
+
+// classify turns an SDK error into a callError.
+func classify(action string, err error) *callError {
+	var se *sdkerrors.ServerError
+	if errors.As(err, &se) {
+		he := &hbrbot.HBRError{Action: action, Code: se.ErrorCode(), Message: se.Message(),
+			RequestID: se.RequestId(), HTTPStatus: se.HttpStatus()}
+		return &callError{err: he, transient: transientCode(he.Code) || he.HTTPStatus >= 500}
+	}
+	var ce *sdkerrors.ClientError
+	if errors.As(err, &ce) && ce.ErrorCode() == "SDK.TimeoutError" {
+		return &callError{err: fmt.Errorf("%s: timed out: %w", action, hbrbot.ErrOutcomeUnknown), ambiguous: true}
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return &callError{err: fmt.Errorf("%s: connect: %w", action, oe), notSent: true}
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return &callError{err: fmt.Errorf("%s: resolve endpoint: %w", action, dnsErr), notSent: true}
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		// Sent, or partly sent, and no answer read: HBR may have acted.
+		return &callError{err: fmt.Errorf("%s: %v: %w", action, ue.Err, hbrbot.ErrOutcomeUnknown), ambiguous: true}
+	}
+	// Errors the SDK raises before sending (bad endpoint, signing, ...).
+	return &callError{err: fmt.Errorf("%s: %w", action, err), notSent: true}
+}
+
+// transientCode reports whether HBR's code says the call was refused for
+// load and may be repeated.
+func transientCode(code string) bool {
+	return strings.HasPrefix(code, "Throttling") || code == "Rejected.Throttling" ||
+		code == "ServiceUnavailable" || code == "InternalError"
+}
+
+// rawString reads a JSON value that should be a string but may be a number.
+func rawString(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+// retry runs op until it succeeds, retryable says no, RetryFor passes or
+// ctx ends, backing off exponentially with jitter.
+func retry[T any](ctx context.Context, c *Client, action string, retryable func(*callError) bool, op func() (T, error)) (T, error) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = c.opts.InitialBackoff
+	b.MaxInterval = 10 * time.Second
+	b.RandomizationFactor = 0.5
+	return backoff.Retry(ctx, func() (T, error) {
+		v, err := op()
+		var ce *callError
+		if err != nil && errors.As(err, &ce) && !retryable(ce) {
+			return v, backoff.Permanent(err)
+		}
+		return v, err
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(c.opts.RetryFor),
+		backoff.WithNotify(func(err error, d time.Duration) {
+			c.log.WarnContext(ctx, "hbr call failed, retrying", "action", action, "err", err, "wait", d)
+		}))
+}
+
+// readRetryable: read-only calls repeat on anything transient.
+func readRetryable(e *callError) bool { return e.transient || e.ambiguous || e.notSent }
+
+// upgradeRetryable: UpgradeBackupClients repeats only when the answer proves
+// that nothing ran.
+func upgradeRetryable(e *callError) bool {
+	if e.notSent {
+		return true
+	}
+	code := hbrbot.ErrorCode(e)
+	return strings.HasPrefix(code, "Throttling") || code == "Rejected.Throttling" || code == "ServiceUnavailable"
+}
+
+func jsonList(ids []string) string {
+	b, _ := json.Marshal(ids) // []string always marshals
+	return string(b)
+}
+
+// UpgradeBackupClients starts one HBR job upgrading the clients of t. An
+// error wrapping hbrbot.ErrOutcomeUnknown means HBR may have started the job:
+// it must not be resubmitted.
+func (c *Client) UpgradeBackupClients(ctx context.Context, region string, t hbrbot.Targets, cross *hbrbot.CrossAccount) (hbrbot.Submission, error) {
+	const action = "UpgradeBackupClients"
+	params := map[string]string{}
+	if len(t.InstanceIDs) > 0 {
+		params["InstanceIds"] = jsonList(t.InstanceIDs)
+	}
+	if len(t.ClientIDs) > 0 {
+		params["ClientIds"] = jsonList(t.ClientIDs)
+	}
+	if cross != nil {
+		params["CrossAccountType"] = "CROSS_ACCOUNT"
+		params["CrossAccountUserId"] = strconv.FormatInt(cross.UserID, 10)
+		params["CrossAccountRoleName"] = cross.RoleName
+	}
+	// The call is not cancelled with ctx once sent: abandoning it would
+	// leave its outcome unknown. c.opts.Timeout bounds it.
+	sub, err := retry(ctx, c, action, upgradeRetryable, func() (hbrbot.Submission, error) {
+		body, err := c.call(context.WithoutCancel(ctx), action, region, params)
+		if err != nil {
+			return hbrbot.Submission{}, err
+		}
+		var r struct {
+			TaskID           string `json:"TaskId"`
+			RequestID        string `json:"RequestId"`
+			InstanceStatuses []struct {
+				ValidInstance bool   `json:"ValidInstance"`
+				InstanceID    string `json:"InstanceId"`
+				ErrorCode     string `json:"ErrorCode"`
+			} `json:"InstanceStatuses"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			// HBR answered 200 and may have started a job we cannot name.
+			return hbrbot.Submission{}, backoff.Permanent(fmt.Errorf("%s: unreadable answer: %v: %w", action, err, hbrbot.ErrOutcomeUnknown))
+		}
+		if r.TaskID == "" {
+			return hbrbot.Submission{}, backoff.Permanent(fmt.Errorf("%s: answer has no TaskId (request %s): %w", action, r.RequestID, hbrbot.ErrOutcomeUnknown))
+		}
+		s := hbrbot.Submission{TaskID: r.TaskID, RequestID: r.RequestID}
+		for _, st := range r.InstanceStatuses {
+			if !st.ValidInstance {
+				s.Invalid = append(s.Invalid, hbrbot.InvalidTarget{ID: st.InstanceID, ErrorCode: st.ErrorCode})
+			}
+		}
+		return s, nil
+	})
+	if err != nil {
+		return hbrbot.Submission{}, fmt.Errorf("upgrade %d clients: %w", t.Len(), err)
+	}
+	return sub, nil
+}
+
+// DescribeTask reads the state of job taskID.
+func (c *Client) DescribeTask(ctx context.Context, region, taskID string) (hbrbot.Task, error) {
+	const action = "DescribeTask"
+	task, err := retry(ctx, c, action, readRetryable, func() (hbrbot.Task, error) {
+		body, err := c.call(ctx, action, region, map[string]string{"TaskId": taskID})
+		if err != nil {
+			return hbrbot.Task{}, err
+		}
+		var r struct {
+			Progress    json.Number     `json:"Progress"`
+			Description string          `json:"Description"`
+			Result      json.RawMessage `json:"Result"`
+			CreatedTime json.Number     `json:"CreatedTime"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			return hbrbot.Task{}, &callError{err: fmt.Errorf("%s: unreadable answer: %w", action, err), transient: true}
+		}
+		progress, _ := r.Progress.Float64()
+		created, _ := r.CreatedTime.Int64()
+		t := hbrbot.Task{ID: taskID, Description: r.Description, Progress: int(progress), Result: rawString(r.Result)}
+		if created > 0 {
+			t.Created = time.Unix(created, 0)
+		}
+		return t, nil
+	})
+	if err != nil {
+		return hbrbot.Task{}, fmt.Errorf("describe task %s: %w", taskID, err)
+	}
+	return task, nil
+}

@@ -1,0 +1,332 @@
+// Package hbrbot holds the domain of the HBR upgrade bot: what a command asks
+// for, the approval request it becomes, the HBR jobs (batches) it is split
+// into, and the outcome of every instance or client. It imports none of the
+// adapters (Slack, Alibaba Cloud, Redis); they depend on it.
+package hbrbot
+
+import (
+	"errors"
+	"time"
+)
+
+// MaxBatchSize is HBR's limit on InstanceIds plus ClientIds in one
+// UpgradeBackupClients call.
+const MaxBatchSize = 100
+
+// Targets are the IDs one upgrade names: ECS instance IDs (i-...) and HBR
+// client IDs (c-...), each list in the order typed, without duplicates.
+type Targets struct {
+	InstanceIDs []string `json:"instance_ids,omitempty"`
+	ClientIDs   []string `json:"client_ids,omitempty"`
+}
+
+// Len is the number of IDs.
+func (t Targets) Len() int { return len(t.InstanceIDs) + len(t.ClientIDs) }
+
+// All lists every ID, instances first.
+func (t Targets) All() []string {
+	all := make([]string, 0, t.Len())
+	all = append(all, t.InstanceIDs...)
+	return append(all, t.ClientIDs...)
+}
+
+// Split cuts the targets into batches of at most size IDs, instances first,
+// keeping the typed order.
+func (t Targets) Split(size int) []Targets {
+	var batches []Targets
+	var cur Targets
+	add := func(id string, client bool) {
+		if cur.Len() == size {
+			batches = append(batches, cur)
+			cur = Targets{}
+		}
+		if client {
+			cur.ClientIDs = append(cur.ClientIDs, id)
+		} else {
+			cur.InstanceIDs = append(cur.InstanceIDs, id)
+		}
+	}
+	for _, id := range t.InstanceIDs {
+		add(id, false)
+	}
+	for _, id := range t.ClientIDs {
+		add(id, true)
+	}
+	if cur.Len() > 0 {
+		batches = append(batches, cur)
+	}
+	return batches
+}
+
+// CrossAccount names the source account of a cross-account upgrade.
+type CrossAccount struct {
+	UserID   int64  `json:"user_id"`
+	RoleName string `json:"role_name"`
+}
+
+// UpgradeSpec is what an upgrade command asks for.
+type UpgradeSpec struct {
+	Targets
+	// Region is the region the command named; empty means the default.
+	Region       string        `json:"region,omitempty"`
+	CrossAccount *CrossAccount `json:"cross_account,omitempty"`
+}
+
+// CommandKind says which of the slash command's forms was typed.
+type CommandKind int
+
+const (
+	CommandHelp CommandKind = iota
+	CommandStatus
+	CommandUpgrade
+)
+
+// Command is a parsed slash command text.
+type Command struct {
+	Kind    CommandKind
+	Upgrade UpgradeSpec // set for CommandUpgrade
+}
+
+// RequestState is where an upgrade request stands in its approval.
+type RequestState string
+
+const (
+	RequestPending   RequestState = "pending"
+	RequestApproved  RequestState = "approved"
+	RequestCancelled RequestState = "cancelled"
+	RequestExpired   RequestState = "expired"
+)
+
+// Request is one /hbr-upgrade command awaiting, or past, its decision.
+type Request struct {
+	ID          string       `json:"id"`
+	TeamID      string       `json:"team_id"`
+	ChannelID   string       `json:"channel_id"`
+	RequesterID string       `json:"requester_id"`
+	Spec        UpgradeSpec  `json:"spec"`
+	CardTS      string       `json:"card_ts,omitempty"`
+	State       RequestState `json:"state"`
+	DecidedBy   string       `json:"decided_by,omitempty"`
+	CreatedAt   time.Time    `json:"created_at"`
+	ExpiresAt   time.Time    `json:"expires_at"`
+	DecidedAt   time.Time    `json:"decided_at,omitzero"`
+}
+
+// Batches splits the request's targets into HBR jobs.
+func (r Request) Batches() []Targets { return r.Spec.Split(MaxBatchSize) }
+
+// BatchState is where one HBR job of a request stands.
+type BatchState string
+
+const (
+	// BatchPending: approved, UpgradeBackupClients not yet called.
+	BatchPending BatchState = "pending"
+	// BatchSubmitting: UpgradeBackupClients is being called. Found so after
+	// the caller's lease ran out, its outcome is unknown: never resubmitted.
+	BatchSubmitting BatchState = "submitting"
+	// BatchRunning: HBR accepted the job; DescribeTask is polled.
+	BatchRunning BatchState = "running"
+	// BatchFinished: the job ended (or could not start); the final report
+	// is due or posted.
+	BatchFinished BatchState = "finished"
+)
+
+// Batch is one UpgradeBackupClients call of a request and the HBR job it
+// started.
+type Batch struct {
+	RequestID    string        `json:"request_id"`
+	Index        int           `json:"index"` // 0-based
+	Of           int           `json:"of"`    // batches in the request
+	Targets      Targets       `json:"targets"`
+	Region       string        `json:"region"`
+	CrossAccount *CrossAccount `json:"cross_account,omitempty"`
+	// Thread: where the batch reports.
+	ChannelID string `json:"channel_id"`
+	ThreadTS  string `json:"thread_ts"`
+
+	State    BatchState                 `json:"state"`
+	TaskID   string                     `json:"task_id,omitempty"`
+	Invalid  []InvalidTarget            `json:"invalid,omitempty"`
+	Started  time.Time                  `json:"started,omitzero"`  // job creation
+	Deadline time.Time                  `json:"deadline,omitzero"` // report as timed out after
+	Progress int                        `json:"progress"`
+	Final    FinalStatus                `json:"final,omitempty"`
+	Results  []ClientResult             `json:"results,omitempty"`
+	Reported map[ReportKind]ReportState `json:"reported,omitempty"`
+	Error    *SubmissionError           `json:"error,omitempty"`
+}
+
+// Key names the batch uniquely across requests.
+func (b Batch) Key() string { return BatchKey(b.RequestID, b.Index) }
+
+// BatchKey names batch index of request id.
+func BatchKey(requestID string, index int) string {
+	return requestID + "." + itoa(index)
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for ; n > 0; n /= 10 {
+		i--
+		b[i] = byte('0' + n%10)
+	}
+	return string(b[i:])
+}
+
+// InvalidTarget is an ID that UpgradeBackupClients marked invalid.
+type InvalidTarget struct {
+	ID        string `json:"id"`
+	ErrorCode string `json:"error_code"`
+}
+
+// SubmissionError says why a batch never became a running job.
+type SubmissionError struct {
+	// Unknown: the call may or may not have reached HBR (timeout, lost
+	// connection, a crash mid-call). Never resubmitted.
+	Unknown bool   `json:"unknown,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Task is what DescribeTask says of a job.
+type Task struct {
+	ID          string
+	Description string // created, completed, expired, cancelled
+	Progress    int    // 0..100, -1 when failed
+	Result      string // JSON string; may be "", "{}" or an array of ClientResult
+	Created     time.Time
+}
+
+// FinalStatus is how a job ended.
+type FinalStatus string
+
+const (
+	JobCompleted FinalStatus = "completed"
+	JobExpired   FinalStatus = "expired"
+	JobCancelled FinalStatus = "cancelled"
+	JobFailed    FinalStatus = "failed"    // Progress -1
+	JobTimedOut  FinalStatus = "timed_out" // HBRBOT_TASK_TIMEOUT passed
+	// JobNotStarted: UpgradeBackupClients refused, or its outcome is unknown.
+	JobNotStarted FinalStatus = "not_started"
+)
+
+// Final says whether the task has ended and how. A task that has not ended
+// returns ok false.
+func (t Task) Final() (FinalStatus, bool) {
+	switch {
+	case t.Progress == -1:
+		return JobFailed, true
+	case t.Description == "completed":
+		return JobCompleted, true
+	case t.Description == "expired":
+		return JobExpired, true
+	case t.Description == "cancelled":
+		return JobCancelled, true
+	}
+	return "", false
+}
+
+var (
+	// ErrNotFound: no such request or batch (never made, or past retention).
+	ErrNotFound = errors.New("not found")
+	// ErrLeaseLost: another replica holds the work item now.
+	ErrLeaseLost = errors.New("lease lost")
+)
+
+// Decision is a click on a pending request's card, or its expiry.
+type Decision struct {
+	State  RequestState // approved, cancelled or expired
+	By     string       // Slack user ID; empty for expiry
+	At     time.Time
+	CardTS string // the card clicked, recorded if the request lacks it
+	// Batches are created, due at once, when State is approved.
+	Batches []Batch
+}
+
+// Work is a unit of scheduled work, run by whichever replica claims it.
+type Work struct {
+	Kind WorkKind
+	ID   string // batch key or request ID
+}
+
+// WorkKind says what a Work item does when due.
+type WorkKind string
+
+const (
+	// WorkBatch advances a batch: submit, poll, report.
+	WorkBatch WorkKind = "bat"
+	// WorkExpiry expires a request still pending at its deadline.
+	WorkExpiry WorkKind = "exp"
+	// WorkCardSync brings a decided request's card up to date.
+	WorkCardSync WorkKind = "card"
+)
+
+// Lease is one replica's claim on a Work item until Until. Token fences
+// the holder's writes: once the lease is lost, they are refused.
+type Lease struct {
+	Work  Work
+	Until time.Time
+	Token string
+}
+
+// ErrOutcomeUnknown marks an UpgradeBackupClients call that may or may not
+// have started a job: it must be reported, never retried.
+var ErrOutcomeUnknown = errors.New("outcome unknown")
+
+// Submission is what UpgradeBackupClients answered.
+type Submission struct {
+	TaskID    string
+	RequestID string
+	Invalid   []InvalidTarget
+}
+
+// HBRError is an error HBR answered with: a non-2xx status, or a 200 whose
+// body says "Success": false.
+type HBRError struct {
+	Action     string
+	Code       string
+	Message    string
+	RequestID  string
+	HTTPStatus int
+}
+
+func (e *HBRError) Error() string {
+	msg := e.Message
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return e.Action + ": " + e.Code + ": " + msg + " (request " + e.RequestID + ")"
+}
+
+// ErrorCode is HBR's error code in err, or "" when err is not an HBR answer.
+func ErrorCode(err error) string {
+	var e *HBRError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// ReportKind names one of a batch's thread replies.
+type ReportKind string
+
+const (
+	// ReportStarted names the TaskId and the invalid IDs.
+	ReportStarted ReportKind = "started"
+	// ReportFinal lists every ID with its outcome.
+	ReportFinal ReportKind = "final"
+)
+
+// ReportState tracks one thread reply through its posting.
+type ReportState string
+
+const (
+	// ReportAttempted: a post was about to be sent; whether Slack has it
+	// must be checked before posting again.
+	ReportAttempted ReportState = "attempted"
+	ReportPosted    ReportState = "posted"
+)

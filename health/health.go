@@ -1,0 +1,46 @@
+// Package health serves the operational endpoints: /healthz (the process
+// is alive), /readyz (it can do its work) and /metrics (Prometheus).
+package health
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check is one readiness condition; nil means ready.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Handler serves the endpoints. Readiness runs every check, with a short
+// timeout, and names the failing ones.
+func Handler(reg prometheus.Gatherer, checks ...Check) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		var failed []string
+		for _, c := range checks {
+			if err := c.Fn(ctx); err != nil {
+				failed = append(failed, c.Name+": "+err.Error())
+			}
+		}
+		if len(failed) > 0 {
+			http.Error(w, "not ready\n"+strings.Join(failed, "\n"), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}

@@ -1,0 +1,158 @@
+// Package redistest gives tests a Redis server of their own: a real
+// redis-server child process on a free loopback port when one is on PATH,
+// else an in-process miniredis. With HBRBOT_REQUIRE_REDIS=1 (CI) a missing
+// redis-server fails the test instead.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a Redis server for one test.
+type Server struct {
+	Addr string // host:port
+	Real bool   // a redis-server process, not miniredis
+
+	t    testing.TB
+	cmd  *exec.Cmd
+	dir  string
+	port int
+	mini *miniredis.Miniredis
+}
+
+// URL is the server's redis:// URL.
+func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
+
+// Client is a go-redis client for the server, closed with the test.
+func (s *Server) Client() *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	s.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Start starts a server that stops when the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("HBRBOT_REQUIRE_REDIS") == "1" {
+			t.Fatalf("HBRBOT_REQUIRE_REDIS=1 but redis-server is not on PATH: %v", err)
+		}
+		m := miniredis.RunT(t)
+		return &Server{Addr: m.Addr(), t: t, mini: m}
+	}
+	s := &Server{Real: true, t: t, dir: t.TempDir()}
+	var err error
+	for range 5 { // a free port can be taken between picking and binding
+		if s.port, err = freePort(); err != nil {
+			continue
+		}
+		if err = s.start(); err == nil {
+			t.Cleanup(s.Stop)
+			return s
+		}
+	}
+	t.Fatalf("start redis-server: %v", err)
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// start runs redis-server on s.port and returns once it accepts commands.
+func (s *Server) start() error {
+	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
+	// appendonly: a restarted server keeps its data, as in production.
+	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--dir", s.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	out, err := s.cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		var log []string
+		for sc.Scan() {
+			line := sc.Text()
+			log = append(log, line)
+			if strings.Contains(line, "Ready to accept connections") {
+				ready <- nil
+				for sc.Scan() { // drain so the server never blocks on stdout
+				}
+				return
+			}
+		}
+		ready <- fmt.Errorf("redis-server exited: %s", strings.Join(log, "\n"))
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			s.cmd.Wait()
+		}
+		return err
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		return fmt.Errorf("redis-server did not get ready in 10s")
+	}
+}
+
+// Stop stops the server (kill -9 for a real one); Restart brings it back on
+// the same port with its data.
+func (s *Server) Stop() {
+	if s.mini != nil {
+		s.mini.Close()
+		return
+	}
+	if s.cmd != nil && s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+}
+
+// Restart starts a stopped server again on the same address.
+func (s *Server) Restart() {
+	s.t.Helper()
+	if s.mini != nil {
+		if err := s.mini.Restart(); err != nil {
+			s.t.Fatalf("restart miniredis: %v", err)
+		}
+		return
+	}
+	var err error
+	for range 50 { // the port may linger briefly after a kill
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("restart redis-server: %v", err)
+}
+
+// Ping checks the server answers.
+func (s *Server) Ping(ctx context.Context) error {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	defer c.Close()
+	return c.Ping(ctx).Err()
+}

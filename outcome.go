@@ -1,0 +1,101 @@
+package hbrbot
+
+// OutcomeKind is what became of one instance or client.
+type OutcomeKind string
+
+const (
+	OutcomeUpgraded   OutcomeKind = "upgraded"
+	OutcomeFailed     OutcomeKind = "failed"
+	OutcomeInvalid    OutcomeKind = "invalid"     // refused by UpgradeBackupClients' pre-check
+	OutcomeExpired    OutcomeKind = "expired"     // the HBR job expired
+	OutcomeCancelled  OutcomeKind = "cancelled"   // the HBR job was cancelled
+	OutcomeTimedOut   OutcomeKind = "timed_out"   // no end within HBRBOT_TASK_TIMEOUT
+	OutcomeNotStarted OutcomeKind = "not_started" // UpgradeBackupClients refused the batch
+	OutcomeUnknown    OutcomeKind = "unknown"     // the submission's fate is unknown
+)
+
+// Outcome is what became of one ID of a batch.
+type Outcome struct {
+	ID   string
+	Kind OutcomeKind
+	// Code is HBR's error code or client status behind a failure.
+	Code string
+}
+
+// Outcomes gives every ID of an ended batch its outcome, in the batch's
+// order. Per-ID results from the job win; IDs they do not mention take the
+// job's status.
+func (b Batch) Outcomes() []Outcome {
+	invalid := make(map[string]string, len(b.Invalid))
+	for _, iv := range b.Invalid {
+		invalid[iv.ID] = iv.ErrorCode
+	}
+	results := make(map[string]ClientResult, 2*len(b.Results))
+	for _, r := range b.Results {
+		if r.InstanceID != "" {
+			results[r.InstanceID] = r
+		}
+		if r.ClientID != "" {
+			results[r.ClientID] = r
+		}
+	}
+	var out []Outcome
+	for _, id := range b.Targets.All() {
+		o := Outcome{ID: id}
+		switch code, bad := invalid[id]; {
+		case bad:
+			o.Kind, o.Code = OutcomeInvalid, code
+		case b.Error != nil && b.Error.Unknown:
+			o.Kind = OutcomeUnknown
+		case b.Error != nil:
+			o.Kind, o.Code = OutcomeNotStarted, b.Error.Code
+		default:
+			if r, ok := results[id]; ok {
+				o.Kind, o.Code = resultOutcome(r)
+			} else {
+				o.Kind = statusOutcome(b.Final)
+				if o.Kind == OutcomeFailed {
+					o.Code = "JobFailed"
+				}
+			}
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+func resultOutcome(r ClientResult) (OutcomeKind, string) {
+	if r.ClientStatus == "ACTIVATED" && r.ErrorCode == "" {
+		return OutcomeUpgraded, ""
+	}
+	if r.ErrorCode != "" {
+		return OutcomeFailed, r.ErrorCode
+	}
+	if r.ClientStatus == "" {
+		return OutcomeFailed, "UNKNOWN"
+	}
+	return OutcomeFailed, r.ClientStatus
+}
+
+func statusOutcome(f FinalStatus) OutcomeKind {
+	switch f {
+	case JobCompleted:
+		return OutcomeUpgraded
+	case JobExpired:
+		return OutcomeExpired
+	case JobCancelled:
+		return OutcomeCancelled
+	case JobTimedOut:
+		return OutcomeTimedOut
+	}
+	return OutcomeFailed
+}
+
+// Tally counts outcomes by kind.
+func Tally(outcomes []Outcome) map[OutcomeKind]int {
+	t := make(map[OutcomeKind]int)
+	for _, o := range outcomes {
+		t[o.Kind]++
+	}
+	return t
+}

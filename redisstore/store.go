@@ -1,0 +1,413 @@
+// Package redisstore keeps hbrbot's state in Redis: requests and their
+// decisions, the HBR jobs (batches) they became, and one schedule of work
+// that every replica draws from.
+//
+// The schedule is a sorted set of work items scored by when they are due.
+// A replica claims a due item by pushing its score out by a lease; the new
+// score is the lease's fencing token. Every write the holder makes checks
+// the token first, so a replica that stalled past its lease cannot
+// overwrite the work of the one that took over, and a replica that dies
+// simply lets its lease run out. Nothing relies on keyspace notifications.
+//
+// Every key carries the hash tag {h}, so the multi-key scripts run on a
+// Redis Cluster too (in one slot: hbrbot's load is small).
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hbrbot/hbrbot"
+)
+
+// Prefix starts every key.
+const Prefix = "hbrbot:{h}:"
+
+// Retention is how long ended requests and jobs stay readable.
+const Retention = 7 * 24 * time.Hour
+
+// Store is hbrbot's state in one Redis (or Sentinel group, or Cluster).
+type Store struct {
+	rdb redis.UniversalClient
+	now func() time.Time
+}
+
+// New wraps a connected client.
+func New(rdb redis.UniversalClient) *Store {
+	return &Store{rdb: rdb, now: time.Now}
+}
+
+func key(parts ...string) string {
+	k := Prefix
+	for i, p := range parts {
+		if i > 0 {
+			k += ":"
+		}
+		k += p
+	}
+	return k
+}
+
+var (
+	keyDue = key("due")
+)
+
+func keyRequest(id string) string   { return key("req", id) }
+func keyBatch(k string) string      { return key("batch", k) }
+func keyEnvelope(id string) string  { return key("env", id) }
+func keyChannel(ch string) string   { return key("chan", ch) }
+func ms(t time.Time) float64        { return float64(t.UnixMilli()) }
+func msString(t time.Time) string   { return strconv.FormatInt(t.UnixMilli(), 10) }
+func fromMS(v float64) time.Time    { return time.UnixMilli(int64(v)) }
+func itemBatch(k string) string     { return member(hbrbot.Work{Kind: hbrbot.WorkBatch, ID: k}) }
+func itemExpiry(id string) string   { return member(hbrbot.Work{Kind: hbrbot.WorkExpiry, ID: id}) }
+func itemCardSync(id string) string { return member(hbrbot.Work{Kind: hbrbot.WorkCardSync, ID: id}) }
+
+// Ping checks Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return nil
+}
+
+// FirstDelivery records a Socket Mode envelope and reports whether this is
+// the first time any replica saw it. Slack redelivers unacknowledged
+// envelopes with the same ID, and may hand one to another connection.
+func (s *Store) FirstDelivery(ctx context.Context, envelopeID string) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, keyEnvelope(envelopeID), 1, 24*time.Hour).Result()
+	if err != nil {
+		return false, fmt.Errorf("record envelope: %w", err)
+	}
+	return ok, nil
+}
+
+// requestDoc is how a request is stored: the immutable part as JSON, the
+// decision in fields that scripts change atomically.
+func requestFields(r hbrbot.Request) (map[string]any, error) {
+	spec, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"doc":        spec,
+		"state":      string(r.State),
+		"card_ts":    r.CardTS,
+		"expires_at": msString(r.ExpiresAt),
+	}, nil
+}
+
+// CreateRequest stores a new pending request, schedules its expiry and
+// lists it under its channel.
+func (s *Store) CreateRequest(ctx context.Context, r hbrbot.Request) error {
+	fields, err := requestFields(r)
+	if err != nil {
+		return fmt.Errorf("create request %s: %w", r.ID, err)
+	}
+	ttl := time.Until(r.ExpiresAt) + Retention
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, keyRequest(r.ID), fields)
+		p.Expire(ctx, keyRequest(r.ID), ttl)
+		p.ZAdd(ctx, keyDue, redis.Z{Score: ms(r.ExpiresAt), Member: itemExpiry(r.ID)})
+		p.ZAdd(ctx, keyChannel(r.ChannelID), redis.Z{Score: ms(r.CreatedAt), Member: r.ID})
+		p.ZRemRangeByScore(ctx, keyChannel(r.ChannelID), "-inf", strconv.FormatFloat(ms(r.CreatedAt.Add(-Retention)), 'f', 0, 64))
+		p.Expire(ctx, keyChannel(r.ChannelID), Retention)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create request %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// SetCardTS records where a request's approval card was posted.
+func (s *Store) SetCardTS(ctx context.Context, id, ts string) error {
+	if err := s.rdb.HSet(ctx, keyRequest(id), "card_ts", ts).Err(); err != nil {
+		return fmt.Errorf("set card of request %s: %w", id, err)
+	}
+	return nil
+}
+
+// Request reads a request.
+func (s *Store) Request(ctx context.Context, id string) (hbrbot.Request, error) {
+	vals, err := s.rdb.HGetAll(ctx, keyRequest(id)).Result()
+	if err != nil {
+		return hbrbot.Request{}, fmt.Errorf("read request %s: %w", id, err)
+	}
+	return decodeRequest(id, vals)
+}
+
+func decodeRequest(id string, vals map[string]string) (hbrbot.Request, error) {
+	if len(vals) == 0 || vals["doc"] == "" {
+		return hbrbot.Request{}, fmt.Errorf("request %s: %w", id, hbrbot.ErrNotFound)
+	}
+	var r hbrbot.Request
+	if err := json.Unmarshal([]byte(vals["doc"]), &r); err != nil {
+		return hbrbot.Request{}, fmt.Errorf("decode request %s: %w", id, err)
+	}
+	r.State = hbrbot.RequestState(vals["state"])
+	r.CardTS = vals["card_ts"]
+	r.DecidedBy = vals["decided_by"]
+	if v, err := strconv.ParseInt(vals["decided_at"], 10, 64); err == nil {
+		r.DecidedAt = time.UnixMilli(v)
+	}
+	return r, nil
+}
+
+// decideScript moves a pending request to its decision, once. With an
+// approval it creates the batches in the same step, so a decided request
+// always has its work scheduled. It returns the request's state after the
+// call and whether this call decided it.
+var decideScript = redis.NewScript(`
+local req, due = KEYS[1], KEYS[2]
+local state = redis.call('HGET', req, 'state')
+if not state then return {'', 0} end
+if state ~= 'pending' then return {state, 0} end
+local now, want = tonumber(ARGV[1]), ARGV[2]
+if want ~= 'expired' and now >= tonumber(redis.call('HGET', req, 'expires_at')) then
+  want = 'expired'
+end
+redis.call('HSET', req, 'state', want, 'decided_by', ARGV[3], 'decided_at', ARGV[1])
+if ARGV[4] ~= '' and redis.call('HGET', req, 'card_ts') == '' then
+  redis.call('HSET', req, 'card_ts', ARGV[4])
+end
+redis.call('ZREM', due, ARGV[5])
+redis.call('ZADD', due, ARGV[1], ARGV[6])
+if want == 'approved' then
+  local ttl = tonumber(ARGV[7])
+  for i = 3, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[7 + i - 2], 'NX', 'PX', ttl)
+    redis.call('ZADD', due, ARGV[1], ARGV[7 + #KEYS - 2 + i - 2])
+  end
+end
+return {want, 1}
+`)
+
+// Decide applies d to request id if it is still pending. It returns the
+// request as it stands afterwards, and whether this call decided it (false
+// when it was already decided, by this or another replica). A pending
+// request past its expiry is decided as expired whatever d says.
+func (s *Store) Decide(ctx context.Context, id string, d hbrbot.Decision) (hbrbot.Request, bool, error) {
+	keys := []string{keyRequest(id), keyDue}
+	args := []any{msString(d.At), string(d.State), d.By, d.CardTS, itemExpiry(id), itemCardSync(id),
+		strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}
+	var docs, members []any
+	if d.State == hbrbot.RequestApproved {
+		for _, b := range d.Batches {
+			doc, err := json.Marshal(b)
+			if err != nil {
+				return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, err)
+			}
+			keys = append(keys, keyBatch(b.Key()))
+			docs = append(docs, doc)
+			members = append(members, itemBatch(b.Key()))
+		}
+	}
+	args = append(append(args, docs...), members...)
+	res, err := decideScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, err)
+	}
+	if res[0].(string) == "" {
+		return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, hbrbot.ErrNotFound)
+	}
+	r, err := s.Request(ctx, id)
+	return r, res[1].(int64) == 1, err
+}
+
+// ChannelRequests lists the channel's requests of the retention period,
+// newest first.
+func (s *Store) ChannelRequests(ctx context.Context, channel string, limit int) ([]hbrbot.Request, error) {
+	ids, err := s.rdb.ZRevRange(ctx, keyChannel(channel), 0, int64(limit-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list requests of %s: %w", channel, err)
+	}
+	var out []hbrbot.Request
+	for _, id := range ids {
+		r, err := s.Request(ctx, id)
+		if errors.Is(err, hbrbot.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Batch reads a batch.
+func (s *Store) Batch(ctx context.Context, key string) (hbrbot.Batch, error) {
+	raw, err := s.rdb.Get(ctx, keyBatch(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return hbrbot.Batch{}, fmt.Errorf("batch %s: %w", key, hbrbot.ErrNotFound)
+	}
+	if err != nil {
+		return hbrbot.Batch{}, fmt.Errorf("read batch %s: %w", key, err)
+	}
+	var b hbrbot.Batch
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return hbrbot.Batch{}, fmt.Errorf("decode batch %s: %w", key, err)
+	}
+	return b, nil
+}
+
+// Batches reads the batches of request r that exist.
+func (s *Store) Batches(ctx context.Context, r hbrbot.Request) ([]hbrbot.Batch, error) {
+	var out []hbrbot.Batch
+	for i := range r.Batches() {
+		b, err := s.Batch(ctx, hbrbot.BatchKey(r.ID, i))
+		if errors.Is(err, hbrbot.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func member(w hbrbot.Work) string { return string(w.Kind) + ":" + w.ID }
+
+func parseMember(m string) (hbrbot.Work, bool) {
+	for _, k := range []hbrbot.WorkKind{hbrbot.WorkBatch, hbrbot.WorkExpiry, hbrbot.WorkCardSync} {
+		p := string(k) + ":"
+		if len(m) > len(p) && m[:len(p)] == p {
+			return hbrbot.Work{Kind: k, ID: m[len(p):]}, true
+		}
+	}
+	return hbrbot.Work{}, false
+}
+
+// claimScript takes an item whose score (due time or an old lease) has
+// passed, and makes the new lease's expiry its score and fencing token.
+var claimScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+`)
+
+// ClaimDue claims up to n items due at now, for lease.
+func (s *Store) ClaimDue(ctx context.Context, now time.Time, n int, lease time.Duration) ([]hbrbot.Lease, error) {
+	members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: keyDue, ByScore: true,
+		Start: "-inf", Stop: msString(now), Count: int64(n)}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list due work: %w", err)
+	}
+	var leases []hbrbot.Lease
+	for _, m := range members {
+		item, ok := parseMember(m)
+		if !ok {
+			s.rdb.ZRem(ctx, keyDue, m) // not ours to run; never due again
+			continue
+		}
+		until := now.Add(lease)
+		// A fraction below the millisecond keeps two leases taken in the
+		// same millisecond from sharing a token.
+		token := strconv.FormatFloat(ms(until)+float64(rand.IntN(1000))/1000, 'f', 3, 64)
+		got, err := claimScript.Run(ctx, s.rdb, []string{keyDue}, m, msString(now), token).Int()
+		if err != nil {
+			return leases, fmt.Errorf("claim %s: %w", m, err)
+		}
+		if got == 1 {
+			leases = append(leases, hbrbot.Lease{Work: item, Until: until, Token: token})
+		}
+	}
+	return leases, nil
+}
+
+// NextDue is when the earliest item is due (or its lease ends); ok false
+// when nothing is scheduled.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	zs, err := s.rdb.ZRangeWithScores(ctx, keyDue, 0, 0).Result()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due work: %w", err)
+	}
+	if len(zs) == 0 {
+		return time.Time{}, false, nil
+	}
+	return fromMS(zs[0].Score), true, nil
+}
+
+// fencedSetScript writes KEYS[2] (when ARGV[3] is not empty) and
+// reschedules or removes the item, only while the lease holds.
+var fencedSetScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+end
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
+end
+return 1
+`)
+
+// SaveBatch writes b under lease l and schedules it again at next (keeping
+// the lease when next is l.Until), or, next zero, ends its schedule and
+// lets it expire after the retention period. ErrLeaseLost: nothing written.
+func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, next time.Time) error {
+	doc, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("save batch %s: %w", b.Key(), err)
+	}
+	ttl := 30 * 24 * time.Hour
+	if next.IsZero() {
+		ttl = Retention
+	}
+	return s.fencedSet(ctx, l, keyBatch(b.Key()), string(doc), ttl, next)
+}
+
+// Reschedule moves a leased item to next, or ends it when next is zero.
+func (s *Store) Reschedule(ctx context.Context, l hbrbot.Lease, next time.Time) error {
+	return s.fencedSet(ctx, l, keyBatch(""), "", 0, next)
+}
+
+func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, k, doc string, ttl time.Duration, next time.Time) error {
+	score := ""
+	switch {
+	case next.Equal(l.Until):
+		score = l.Token // keep holding
+	case !next.IsZero():
+		score = msString(next)
+	}
+	got, err := fencedSetScript.Run(ctx, s.rdb, []string{keyDue, k}, member(l.Work), l.Token,
+		doc, strconv.FormatInt(ttl.Milliseconds(), 10), score).Int()
+	if err != nil {
+		return fmt.Errorf("save %s: %w", member(l.Work), err)
+	}
+	if got == 0 {
+		return fmt.Errorf("save %s: %w", member(l.Work), hbrbot.ErrLeaseLost)
+	}
+	return nil
+}
+
+// Schedule makes an item due at t (sooner only: an item already due
+// earlier, or leased, keeps its score).
+func (s *Store) Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error {
+	err := s.rdb.ZAddArgs(ctx, keyDue, redis.ZAddArgs{LT: true, Members: []redis.Z{{Score: ms(t), Member: member(w)}}}).Err()
+	if err != nil {
+		return fmt.Errorf("schedule %s: %w", member(w), err)
+	}
+	return nil
+}
+
+// Scheduled counts the items in the schedule.
+func (s *Store) Scheduled(ctx context.Context) (int64, error) {
+	n, err := s.rdb.ZCard(ctx, keyDue).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count scheduled work: %w", err)
+	}
+	return n, nil
+}

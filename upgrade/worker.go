@@ -1,0 +1,318 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hbrbot/hbrbot"
+)
+
+// maxIdle bounds how long the worker waits without looking at the
+// schedule: other replicas add work it is not told about.
+const maxIdle = time.Second
+
+// Run claims and runs due work until ctx ends, then finishes the work in
+// hand (for at most Options.ShutdownGrace) and hands back what it has not
+// started.
+func (s *Service) Run(ctx context.Context) error {
+	var (
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, s.opts.Workers)
+		backoff time.Duration
+	)
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	stopAfterGrace := context.AfterFunc(ctx, func() { time.AfterFunc(s.opts.ShutdownGrace, cancelBase) })
+	defer stopAfterGrace()
+	defer wg.Wait()
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		free := cap(slots) - len(slots)
+		var leases []hbrbot.Lease
+		var err error
+		if free > 0 {
+			leases, err = s.store.ClaimDue(ctx, s.now(), free, s.opts.Lease)
+		}
+		if err != nil && ctx.Err() == nil {
+			backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
+			s.log.ErrorContext(ctx, "claim due work; backing off", "err", err, "wait", backoff)
+		} else {
+			backoff = 0
+		}
+		for _, l := range leases {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				// Work in hand is finished on shutdown, within the lease.
+				wctx, cancel := context.WithDeadline(base, l.Until.Add(-time.Second))
+				defer cancel()
+				s.runWork(wctx, ctx, l)
+			}()
+		}
+		wait := maxIdle
+		if backoff > 0 {
+			wait = backoff
+		} else if len(leases) == 0 {
+			if next, ok, err := s.store.NextDue(ctx); err == nil && ok {
+				wait = min(max(next.Sub(s.now()), 0), maxIdle)
+			}
+		} else {
+			wait = 0 // there may be more due
+		}
+		if len(slots) == cap(slots) {
+			wait = maxIdle // all busy: wait for a slot or a kick
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-s.kick:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// runWork runs one leased item. stop is the worker's context: once it ends,
+// a batch that is not mid-call is handed back for another replica.
+func (s *Service) runWork(ctx, stop context.Context, l hbrbot.Lease) {
+	log := s.log.With("work", l.Work.Kind, "id", l.Work.ID)
+	var err error
+	switch l.Work.Kind {
+	case hbrbot.WorkBatch:
+		err = s.advanceBatch(ctx, stop, l, log)
+	case hbrbot.WorkExpiry:
+		err = s.expire(ctx, l)
+	case hbrbot.WorkCardSync:
+		err = s.syncCardNow(ctx, l)
+	}
+	if err == nil || errors.Is(err, hbrbot.ErrLeaseLost) {
+		return
+	}
+	retry := s.now().Add(s.opts.PollInterval)
+	var ra retryAfter
+	if errors.As(err, &ra) {
+		retry = s.now().Add(ra.RetryAfter())
+	}
+	log.WarnContext(ctx, "work failed; will retry", "err", err, "at", retry)
+	if err := s.store.Reschedule(ctx, l, retry); err != nil && !errors.Is(err, hbrbot.ErrLeaseLost) {
+		// The lease runs out and the work is claimed again then.
+		log.ErrorContext(ctx, "reschedule", "err", err)
+	}
+}
+
+func (s *Service) expire(ctx context.Context, l hbrbot.Lease) error {
+	_, _, err := s.store.Decide(ctx, l.Work.ID, hbrbot.Decision{State: hbrbot.RequestExpired, At: s.now()})
+	if err != nil && !errors.Is(err, hbrbot.ErrNotFound) {
+		return err
+	}
+	s.Kick() // the card sync it scheduled
+	return s.store.Reschedule(ctx, l, time.Time{})
+}
+
+func (s *Service) syncCardNow(ctx context.Context, l hbrbot.Lease) error {
+	r, err := s.store.Request(ctx, l.Work.ID)
+	if errors.Is(err, hbrbot.ErrNotFound) {
+		return s.store.Reschedule(ctx, l, time.Time{})
+	}
+	if err != nil {
+		return err
+	}
+	if r.CardTS != "" && r.State != hbrbot.RequestPending {
+		if err := s.chat.UpdateCard(ctx, r); err != nil {
+			return fmt.Errorf("update card of %s: %w", r.ID, err)
+		}
+	}
+	return s.store.Reschedule(ctx, l, time.Time{})
+}
+
+// advanceBatch moves a batch one step on: submit it, poll it, or report it.
+//
+// The windows a crash can hit, and how each ends:
+//   - Between the approval and the submission: the batch is pending in the
+//     schedule; whichever replica claims it next submits it.
+//   - During UpgradeBackupClients: the batch was saved as submitting before
+//     the call. A replica that finds it so once the lease ran out cannot
+//     know whether HBR started a job; it reports "outcome unknown" and never
+//     resubmits.
+//   - Between HBR's answer and saving the TaskId: the same, submitting.
+//   - Between posting a reply and recording it: the reply was marked
+//     attempted before posting; the next holder looks for it in the thread
+//     (each reply carries the batch key in its metadata) before posting.
+func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *slog.Logger) error {
+	b, err := s.store.Batch(ctx, l.Work.ID)
+	if errors.Is(err, hbrbot.ErrNotFound) {
+		return s.store.Reschedule(ctx, l, time.Time{})
+	}
+	if err != nil {
+		return err
+	}
+	log = log.With("request", b.RequestID, "task", b.TaskID)
+	for {
+		if stop.Err() != nil && b.State != hbrbot.BatchSubmitting {
+			// Shutting down: hand the batch back, due at once.
+			return s.store.Reschedule(ctx, l, s.now())
+		}
+		switch b.State {
+		case hbrbot.BatchPending:
+			b.State = hbrbot.BatchSubmitting
+			if err := s.store.SaveBatch(ctx, l, b, l.Until); err != nil {
+				return err
+			}
+			b = s.submit(ctx, b, log)
+			if err := s.store.SaveBatch(ctx, l, b, l.Until); err != nil {
+				return err
+			}
+		case hbrbot.BatchSubmitting:
+			// Only a replica that lost its lease mid-call leaves this.
+			log.ErrorContext(ctx, "found a submission interrupted; its outcome is unknown")
+			b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobNotStarted
+			b.Error = &hbrbot.SubmissionError{Unknown: true,
+				Message: "hbrbot stopped while UpgradeBackupClients was in flight"}
+			if err := s.store.SaveBatch(ctx, l, b, l.Until); err != nil {
+				return err
+			}
+		case hbrbot.BatchRunning:
+			if err := s.report(ctx, l, &b, hbrbot.ReportStarted); err != nil {
+				return err
+			}
+			next, err := s.poll(ctx, &b, log)
+			if err != nil {
+				return err
+			}
+			if b.State == hbrbot.BatchRunning {
+				return s.store.SaveBatch(ctx, l, b, next)
+			}
+			if err := s.store.SaveBatch(ctx, l, b, l.Until); err != nil {
+				return err
+			}
+		case hbrbot.BatchFinished:
+			if b.TaskID != "" {
+				if err := s.report(ctx, l, &b, hbrbot.ReportStarted); err != nil {
+					return err
+				}
+			}
+			if err := s.report(ctx, l, &b, hbrbot.ReportFinal); err != nil {
+				return err
+			}
+			log.InfoContext(ctx, "batch reported", "final", b.Final)
+			return s.store.SaveBatch(ctx, l, b, time.Time{})
+		default:
+			return fmt.Errorf("batch %s: unknown state %q", b.Key(), b.State)
+		}
+	}
+}
+
+// submit calls UpgradeBackupClients for b and returns b as it stands after.
+func (s *Service) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) hbrbot.Batch {
+	sub, err := s.hbr.UpgradeBackupClients(ctx, b.Region, b.Targets, b.CrossAccount)
+	now := s.now()
+	switch {
+	case errors.Is(err, hbrbot.ErrOutcomeUnknown):
+		log.ErrorContext(ctx, "upgrade outcome unknown; not resubmitting", "err", err)
+		b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobNotStarted
+		b.Error = &hbrbot.SubmissionError{Unknown: true, Message: err.Error()}
+	case err != nil:
+		log.ErrorContext(ctx, "upgrade refused", "err", err, "code", hbrbot.ErrorCode(err))
+		b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobNotStarted
+		code := hbrbot.ErrorCode(err)
+		var he *hbrbot.HBRError
+		msg := err.Error()
+		if errors.As(err, &he) {
+			msg = he.Message
+		}
+		if code == "" {
+			code = "Error"
+		}
+		b.Error = &hbrbot.SubmissionError{Code: code, Message: msg}
+	default:
+		log.InfoContext(ctx, "upgrade submitted", "task", sub.TaskID, "hbr_request", sub.RequestID, "invalid", len(sub.Invalid))
+		b.State, b.TaskID, b.Invalid = hbrbot.BatchRunning, sub.TaskID, sub.Invalid
+		b.Started, b.Deadline = now, now.Add(s.opts.TaskTimeout)
+		if len(sub.Invalid) == b.Targets.Len() {
+			// Nothing valid to upgrade: nothing to wait for.
+			b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobCompleted
+		}
+	}
+	return b
+}
+
+// poll asks HBR about b's job. It leaves b running (and says when to ask
+// next) or finished.
+func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (time.Time, error) {
+	task, err := s.hbr.DescribeTask(ctx, b.Region, b.TaskID)
+	now := s.now()
+	if err != nil {
+		if !now.Before(b.Deadline) {
+			log.WarnContext(ctx, "job timed out; last poll failed", "err", err)
+			b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobTimedOut
+			return time.Time{}, nil
+		}
+		log.WarnContext(ctx, "describe task failed; polling on", "err", err)
+		return s.nextPoll(*b, now), nil
+	}
+	b.Progress = task.Progress
+	if final, ok := task.Final(); ok {
+		b.State, b.Final = hbrbot.BatchFinished, final
+		results, err := hbrbot.ParseTaskResult(task.Result)
+		if err != nil {
+			log.WarnContext(ctx, "unreadable task result; the job's status decides", "err", err)
+		}
+		b.Results = results
+		return time.Time{}, nil
+	}
+	if !now.Before(b.Deadline) {
+		b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobTimedOut
+		return time.Time{}, nil
+	}
+	return s.nextPoll(*b, now), nil
+}
+
+// nextPoll is one interval on, but no later than the deadline, so a
+// timed-out job is reported within one interval of its deadline.
+func (s *Service) nextPoll(b hbrbot.Batch, now time.Time) time.Time {
+	next := now.Add(s.opts.PollInterval)
+	if next.After(b.Deadline) {
+		next = b.Deadline
+	}
+	return next
+}
+
+// report posts b's reply of this kind once: marked attempted before the
+// post, posted after; an attempted reply is looked for before posting again.
+func (s *Service) report(ctx context.Context, l hbrbot.Lease, b *hbrbot.Batch, kind hbrbot.ReportKind) error {
+	switch b.Reported[kind] {
+	case hbrbot.ReportPosted:
+		return nil
+	case hbrbot.ReportAttempted:
+		found, err := s.chat.FindReport(ctx, *b, kind)
+		if err != nil {
+			return fmt.Errorf("look for %s report of %s: %w", kind, b.Key(), err)
+		}
+		if found {
+			b.Reported[kind] = hbrbot.ReportPosted
+			return s.store.SaveBatch(ctx, l, *b, l.Until)
+		}
+	}
+	if b.Reported == nil {
+		b.Reported = map[hbrbot.ReportKind]hbrbot.ReportState{}
+	}
+	b.Reported[kind] = hbrbot.ReportAttempted
+	if err := s.store.SaveBatch(ctx, l, *b, l.Until); err != nil {
+		return err
+	}
+	if err := s.chat.PostReport(ctx, *b, kind); err != nil {
+		return fmt.Errorf("post %s report of %s: %w", kind, b.Key(), err)
+	}
+	b.Reported[kind] = hbrbot.ReportPosted
+	return s.store.SaveBatch(ctx, l, *b, l.Until)
+}
