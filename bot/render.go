@@ -167,18 +167,21 @@ func codeText(code string) string {
 	return "`" + code + "`"
 }
 
-var outcomeLabels = []struct {
+// outcomeGroups orders a report's groups, failures first; word is the
+// group's name in the summary line.
+var outcomeGroups = []struct {
 	kind  hbrbot.OutcomeKind
 	label string
+	word  string
 }{
-	{hbrbot.OutcomeFailed, ":x: Failed"},
-	{hbrbot.OutcomeInvalid, ":warning: Refused by HBR"},
-	{hbrbot.OutcomeNotStarted, ":x: Not started"},
-	{hbrbot.OutcomeUnknown, ":grey_question: Outcome unknown"},
-	{hbrbot.OutcomeTimedOut, ":hourglass: Timed out"},
-	{hbrbot.OutcomeExpired, ":hourglass: Expired"},
-	{hbrbot.OutcomeCancelled, ":no_entry_sign: Cancelled"},
-	{hbrbot.OutcomeUpgraded, ":white_check_mark: Upgraded"},
+	{hbrbot.OutcomeFailed, ":x: Failed", "failed"},
+	{hbrbot.OutcomeInvalid, ":warning: Refused by HBR", "refused"},
+	{hbrbot.OutcomeNotStarted, ":x: Not started", "not started"},
+	{hbrbot.OutcomeUnknown, ":grey_question: Outcome unknown", "unknown"},
+	{hbrbot.OutcomeTimedOut, ":hourglass: Timed out", "timed out"},
+	{hbrbot.OutcomeExpired, ":hourglass: Expired", "expired"},
+	{hbrbot.OutcomeCancelled, ":no_entry_sign: Cancelled", "cancelled"},
+	{hbrbot.OutcomeUpgraded, ":white_check_mark: Upgraded", "upgraded"},
 }
 
 // FinalReport is the one reply listing every ID of an ended batch with its
@@ -186,10 +189,11 @@ var outcomeLabels = []struct {
 func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 	outcomes := b.Outcomes()
 	tally := hbrbot.Tally(outcomes)
-	var counts []string
-	for _, l := range outcomeLabels {
-		if n := tally[l.kind]; n > 0 {
-			counts = append(counts, fmt.Sprintf("%d %s", n, strings.ToLower(l.label[strings.Index(l.label, " ")+1:])))
+	// The summary leads with the good news, as people read it.
+	counts := []string{fmt.Sprintf("%d upgraded", tally[hbrbot.OutcomeUpgraded])}
+	for _, g := range outcomeGroups {
+		if n := tally[g.kind]; n > 0 && g.kind != hbrbot.OutcomeUpgraded {
+			counts = append(counts, fmt.Sprintf("%d %s", n, g.word))
 		}
 	}
 	task := ""
@@ -205,7 +209,7 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 			lines = append(lines, fmt.Sprintf("UpgradeBackupClients refused the batch: `%s` %s", b.Error.Code, truncate(b.Error.Message, 200)))
 		}
 	}
-	for _, l := range outcomeLabels {
+	for _, l := range outcomeGroups {
 		var group []string
 		for _, o := range outcomes {
 			if o.Kind != l.kind {

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/internal/redistest"
+	"github.com/hbrbot/hbrbot/slacktest"
+)
+
+// harness runs the whole bot through run() against the fake Slack, the
+// fake HBR and a real Redis.
+type harness struct {
+	t     *testing.T
+	slack *slacktest.Server
+	hbr   *hbrtest.Server
+	redis *redistest.Server
+	env   map[string]string
+	logs  *syncBuffer
+}
+
+const (
+	channel   = "C0OPS"
+	requester = "U0ALICE"
+	approver  = "U0BOB"
+)
+
+// waitFor bounds every await in these tests: far above what they need, so
+// a slow CI machine does not fail them, and a hang still ends.
+const waitFor = 30 * time.Second
+
+func newHarness(t *testing.T, env map[string]string) *harness {
+	t.Helper()
+	h := &harness{
+		t:     t,
+		slack: slacktest.NewServer(),
+		hbr:   hbrtest.NewServer(),
+		redis: redistest.Start(t),
+		logs:  &syncBuffer{},
+	}
+	t.Cleanup(h.slack.Close)
+	t.Cleanup(h.hbr.Close)
+	h.env = map[string]string{
+		"SLACK_APP_TOKEN":                 "xapp-test",
+		"SLACK_BOT_TOKEN":                 "xoxb-test",
+		"SLACK_API_URL":                   h.slack.APIURL(),
+		"ALIBABA_CLOUD_ACCESS_KEY_ID":     "testid",
+		"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "testsecret",
+		"ALIBABA_CLOUD_REGION_ID":         "cn-hangzhou",
+		"HBR_ENDPOINT":                    h.hbr.URL(),
+		"REDIS_URL":                       h.redis.URL(),
+		"HBRBOT_POLL_INTERVAL":            "100ms",
+		"HBRBOT_HTTP_ADDR":                freeAddr(t),
+	}
+	for k, v := range env {
+		h.env[k] = v
+	}
+	return h
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (h *harness) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	h.t.Cleanup(cancel)
+	return ctx
+}
+
+// instance is one running instance of run().
+type instance struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs the bot and returns once it is ready (/readyz).
+func (h *harness) start() *instance {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &instance{cancel: cancel, done: make(chan error, 1)}
+	getenv := func(k string) string { return h.env[k] }
+	conns := h.slack.Connections()
+	go func() { b.done <- run(ctx, []string{"hbrbot"}, getenv, io.Discard, h.logs) }()
+	h.t.Cleanup(func() { b.stop(h.t) })
+	if err := h.slack.WaitConnections(h.ctx(), conns+1); err != nil {
+		h.t.Fatalf("bot did not connect to Slack: %v\nlogs:\n%s", err, h.logs)
+	}
+	h.awaitReady(b)
+	return b
+}
+
+// awaitReady polls /readyz: readiness is the bot's own signal.
+func (h *harness) awaitReady(b *instance) {
+	h.t.Helper()
+	url := "http://" + h.env["HBRBOT_HTTP_ADDR"] + "/readyz"
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	ctx := h.ctx()
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-b.done:
+			h.t.Fatalf("bot exited before ready: %v\nlogs:\n%s", err, h.logs)
+		case <-ctx.Done():
+			h.t.Fatalf("bot not ready: %v\nlogs:\n%s", err, h.logs)
+		case <-tick.C:
+		}
+	}
+}
+
+// stop cancels the bot and waits for run to return (idempotent).
+func (b *instance) stop(t *testing.T) {
+	t.Helper()
+	b.cancel()
+	select {
+	case err, ok := <-b.done:
+		if ok && err != nil {
+			t.Errorf("run returned %v", err)
+		}
+		close(b.done)
+	case <-time.After(15 * time.Second):
+		t.Errorf("run did not return within 15s of its context ending")
+	}
+}
+
+// command types a slash command and returns its envelope ID.
+func (h *harness) command(user, text string) string {
+	return h.slack.SendSlashCommand(slacktest.SlashCommand{ChannelID: channel, UserID: user, Text: text})
+}
+
+// awaitCard waits for the nth approval card (1-based) in the channel.
+func (h *harness) awaitCard(n int) slacktest.Message {
+	h.t.Helper()
+	_, err := h.slack.WaitCalls(h.ctx(), "chat.postMessage", n, func(c slacktest.Call) bool {
+		return c.Form.Get("thread_ts") == "" && c.Error == ""
+	})
+	if err != nil {
+		h.t.Fatalf("no approval card: %v\nlogs:\n%s", err, h.logs)
+	}
+	var cards []slacktest.Message
+	for _, m := range h.slack.Messages(channel) {
+		if m.ThreadTS == "" && !m.Ephemeral {
+			cards = append(cards, m)
+		}
+	}
+	return cards[n-1]
+}
+
+func (h *harness) click(user string, card slacktest.Message, action string) string {
+	return h.slack.SendBlockAction(slacktest.BlockAction{ChannelID: channel, MessageTS: card.TS, UserID: user, ActionID: action})
+}
+
+// reportsOf lists the thread replies of kind ("started"/"final") posted
+// under card.
+func (h *harness) reportsOf(card slacktest.Message, kind string) []slacktest.Message {
+	var out []slacktest.Message
+	for _, m := range h.slack.Thread(channel, card.TS) {
+		var md struct {
+			EventType    string            `json:"event_type"`
+			EventPayload map[string]string `json:"event_payload"`
+		}
+		if json.Unmarshal(m.Metadata, &md) == nil && md.EventType == "hbrbot_report" && md.EventPayload["kind"] == kind {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// awaitReports waits until n replies of kind are in card's thread.
+func (h *harness) awaitReports(card slacktest.Message, kind string, n int) []slacktest.Message {
+	h.t.Helper()
+	_, err := h.slack.WaitCalls(h.ctx(), "chat.postMessage", n, func(c slacktest.Call) bool {
+		return c.Form.Get("thread_ts") == card.TS && strings.Contains(c.Form.Get("metadata"), `"kind":"`+kind+`"`) && c.Error == ""
+	})
+	if err != nil {
+		h.t.Fatalf("waiting for %d %s reports: %v\nlogs:\n%s", n, kind, err, h.logs)
+	}
+	return h.reportsOf(card, kind)
+}
+
+// awaitTold waits for a private message to user containing text.
+func (h *harness) awaitTold(user, text string) {
+	h.t.Helper()
+	_, err := h.slack.WaitCall(h.ctx(), "response_url", func(c slacktest.Call) bool {
+		s, _ := c.JSON["text"].(string)
+		return strings.Contains(s, text)
+	})
+	if err != nil {
+		var got []string
+		for _, c := range h.slack.Calls("response_url") {
+			got = append(got, fmt.Sprint(c.JSON["text"]))
+		}
+		h.t.Fatalf("%s was not told %q: %v; told: %q\nlogs:\n%s", user, text, err, got, h.logs)
+	}
+}
+
+// ackPayload waits for an envelope's ack and returns the text it carried.
+func (h *harness) ackPayload(envelopeID string) string {
+	h.t.Helper()
+	ack, err := h.slack.WaitAck(h.ctx(), envelopeID)
+	if err != nil {
+		h.t.Fatalf("envelope %s not acked: %v", envelopeID, err)
+	}
+	var p struct {
+		Text string `json:"text"`
+	}
+	json.Unmarshal(ack.Payload, &p)
+	return p.Text
+}
+
+// text is everything a message says: its text and its blocks.
+func text(m slacktest.Message) string { return m.Text + "\n" + string(m.Blocks) }
+
+// syncBuffer collects the bot's logs for failure messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.b.String()
+	if len(out) > 20000 {
+		out = "…" + out[len(out)-20000:]
+	}
+	return out
+}
