@@ -156,7 +156,7 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 	if err != nil {
 		return err
 	}
-	log = log.With("request", b.RequestID, "task", b.TaskID)
+	log = log.With("request", b.RequestID)
 	for {
 		if stop.Err() != nil && b.State != hbrbot.BatchSubmitting {
 			// Shutting down: hand the batch back, due at once.
@@ -204,7 +204,7 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 			if err := s.report(ctx, l, &b, hbrbot.ReportFinal); err != nil {
 				return err
 			}
-			log.InfoContext(ctx, "batch reported", "final", b.Final)
+			log.InfoContext(ctx, "batch reported", "task", b.TaskID, "final", b.Final)
 			return s.store.SaveBatch(ctx, l, b, time.Time{})
 		default:
 			return fmt.Errorf("batch %s: unknown state %q", b.Key(), b.State)
@@ -253,11 +253,11 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 	now := s.now()
 	if err != nil {
 		if !now.Before(b.Deadline) {
-			log.WarnContext(ctx, "job timed out; last poll failed", "err", err)
+			log.WarnContext(ctx, "job timed out; last poll failed", "task", b.TaskID, "err", err)
 			b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobTimedOut
 			return time.Time{}, nil
 		}
-		log.WarnContext(ctx, "describe task failed; polling on", "err", err)
+		log.WarnContext(ctx, "describe task failed; polling on", "task", b.TaskID, "err", err)
 		return s.nextPoll(*b, now), nil
 	}
 	b.Progress = task.Progress

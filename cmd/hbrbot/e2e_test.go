@@ -2,10 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/redisstore"
 	"github.com/hbrbot/hbrbot/slacktest"
 )
 
@@ -83,4 +87,344 @@ func logTranscript(t *testing.T, h *harness, card slacktest.Message) {
 			t.Logf("%s", b)
 		}
 	}
+}
+
+// TestCancel: the requester cancels; no HBR call; a later approve is told
+// why nothing happens.
+func TestCancel(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	h.click(requester, card, "hbr_upgrade_cancel")
+	if _, err := h.slack.WaitCall(h.ctx(), "chat.update", nil); err != nil {
+		t.Fatalf("card not updated: %v", err)
+	}
+	updated, _ := h.slack.Message(channel, card.TS)
+	if !strings.Contains(text(updated), "Cancelled by <@"+requester+">") || strings.Contains(string(updated.Blocks), "hbr_upgrade_approve") {
+		t.Errorf("card not cancelled without buttons:\n%s", text(updated))
+	}
+	// A stale client still shows the buttons.
+	h.slack.SendBlockAction(slacktest.BlockAction{ChannelID: channel, MessageTS: card.TS, UserID: approver,
+		ActionID: "hbr_upgrade_approve", Value: requestID(t, card)})
+	h.awaitTold(approver, "cancelled by <@"+requester+">")
+	if n := len(h.hbr.Calls("")); n != 0 {
+		t.Errorf("%d HBR calls after a cancel, want 0", n)
+	}
+}
+
+// requestID reads the request ID from a card's Approve button.
+func requestID(t *testing.T, card slacktest.Message) string {
+	t.Helper()
+	var blocks []struct {
+		Elements []struct {
+			ActionID string `json:"action_id"`
+			Value    string `json:"value"`
+		} `json:"elements"`
+	}
+	json.Unmarshal(card.Blocks, &blocks)
+	for _, b := range blocks {
+		for _, e := range b.Elements {
+			if e.ActionID == "hbr_upgrade_approve" {
+				return e.Value
+			}
+		}
+	}
+	t.Fatalf("card has no Approve button:\n%s", text(card))
+	return ""
+}
+
+// TestBatchesOf100: 250 IDs become three HBR jobs of 100, 100 and 50, each
+// with its own final report.
+func TestBatchesOf100(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	var ids []string
+	for i := range 250 {
+		ids = append(ids, fmt.Sprintf("i-%04d", i))
+	}
+	h.command(requester, strings.Join(ids, ","))
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	finals := h.awaitReports(card, "final", 3)
+
+	calls := h.hbr.Calls("UpgradeBackupClients")
+	if len(calls) != 3 {
+		t.Fatalf("UpgradeBackupClients called %d times, want 3", len(calls))
+	}
+	seen := map[string]int{}
+	var sizes []int
+	for _, c := range calls {
+		var batch []string
+		if err := json.Unmarshal([]byte(c.Params.Get("InstanceIds")), &batch); err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(batch))
+		for _, id := range batch {
+			seen[id]++
+		}
+	}
+	slices.Sort(sizes)
+	if !slices.Equal(sizes, []int{50, 100, 100}) {
+		t.Errorf("batch sizes %v, want 100, 100, 50", sizes)
+	}
+	if len(seen) != 250 {
+		t.Errorf("%d distinct IDs submitted, want 250", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("%s submitted %d times", id, n)
+		}
+	}
+	all := ""
+	for _, f := range finals {
+		all += text(f)
+	}
+	for _, id := range ids {
+		if !strings.Contains(all, id) {
+			t.Errorf("no final report names %s", id)
+		}
+	}
+	if got := len(h.reportsOf(card, "final")); got != 3 {
+		t.Errorf("%d final reports, want 3", got)
+	}
+}
+
+// TestJobEndings: each way a job ends is reported once, with every ID.
+func TestJobEndings(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script []hbrtest.Step
+		want   []string
+	}{
+		{"failed", []hbrtest.Step{{Progress: 10, Description: "created"}, {Progress: -1, Description: "created"}}, []string{"failed:", "2 failed", "UPGRADE_FAILED"}},
+		{"expired", []hbrtest.Step{{Progress: 10, Description: "created"}, {Progress: 10, Description: "expired", EmptyResult: true}}, []string{"expired:", "2 expired"}},
+		{"cancelled", []hbrtest.Step{{Progress: 30, Description: "cancelled", ObjectResult: true}}, []string{"was cancelled:", "2 cancelled"}},
+		{"completed with empty result", []hbrtest.Step{{Progress: 100, Description: "completed", ObjectResult: true}}, []string{"completed:", "2 upgraded"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.hbr.QueueJob(tc.script...)
+			h.start()
+			h.command(requester, "i-one i-two")
+			card := h.awaitCard(1)
+			h.click(approver, card, "hbr_upgrade_approve")
+			final := text(h.awaitReports(card, "final", 1)[0])
+			for _, want := range append(tc.want, "i-one", "i-two") {
+				if !strings.Contains(final, want) {
+					t.Errorf("final report lacks %q:\n%s", want, final)
+				}
+			}
+			h.awaitUnscheduled()
+		})
+	}
+}
+
+// awaitUnscheduled waits until no work is scheduled: every job reported
+// and its polling stopped.
+func (h *harness) awaitUnscheduled() {
+	h.t.Helper()
+	rdb := h.redis.Client()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	ctx := h.ctx()
+	for {
+		n, err := rdb.ZCard(ctx, redisstore.Prefix+"due").Result()
+		if err == nil && n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			h.t.Fatalf("work still scheduled (%d items): %v", n, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// TestTimeout: a job that never ends is reported as timed out within a
+// poll interval of HBRBOT_TASK_TIMEOUT, and polling stops.
+func TestTimeout(t *testing.T) {
+	h := newHarness(t, map[string]string{"HBRBOT_TASK_TIMEOUT": "1s"})
+	h.hbr.QueueJob(hbrtest.Step{Progress: 40, Description: "created"})
+	h.start()
+	h.command(requester, "i-slow")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	final := text(h.awaitReports(card, "final", 1)[0])
+	if !strings.Contains(final, "timed out") || !strings.Contains(final, "i-slow") {
+		t.Errorf("final report:\n%s", final)
+	}
+	h.awaitUnscheduled()
+	polls := len(h.hbr.Calls("DescribeTask"))
+	// 1s at 100ms: about ten polls, and never many more.
+	if polls < 2 || polls > 15 {
+		t.Errorf("%d DescribeTask calls for a 1s timeout at a 100ms interval", polls)
+	}
+}
+
+// TestDoubleClick: two approvals (two users, two envelopes) submit once;
+// the second clicker hears it was already approved.
+func TestDoubleClick(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.click("U0CAROL", card, "hbr_upgrade_approve")
+	h.awaitReports(card, "final", 1)
+	h.awaitTold("U0CAROL", "already approved by <@")
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
+		t.Errorf("UpgradeBackupClients called %d times, want 1", n)
+	}
+}
+
+// TestRedeliveredEnvelope: the same click envelope delivered twice is
+// acted on once.
+func TestRedeliveredEnvelope(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	env := h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "final", 1)
+	h.slack.Redeliver(env)
+	h.awaitLog(`"msg":"duplicate envelope ignored","envelope":"` + env + `"`)
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
+		t.Errorf("UpgradeBackupClients called %d times, want 1", n)
+	}
+}
+
+// TestRestartMidJob: the bot stops while a job runs; a new run on the same
+// Redis posts the final report, exactly once.
+func TestRestartMidJob(t *testing.T) {
+	h := newHarness(t, nil)
+	// Long enough that the first bot stops mid-job.
+	script := []hbrtest.Step{{Progress: 0, Description: "created"}}
+	for p := 5; p < 100; p += 5 {
+		script = append(script, hbrtest.Step{Progress: p, Description: "created"})
+	}
+	h.hbr.QueueJob(append(script, hbrtest.Step{Progress: 100, Description: "completed"})...)
+	first := h.start()
+	h.command(requester, "i-aaa c-bbb")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "started", 1)
+	if _, err := h.hbr.WaitCalls(h.ctx(), "DescribeTask", 2); err != nil {
+		t.Fatal(err)
+	}
+	first.stop(t)
+	if n := len(h.reportsOf(card, "final")); n != 0 {
+		t.Fatalf("final report posted before the restart (%d); the job should still run", n)
+	}
+
+	h.start()
+	final := h.awaitReports(card, "final", 1)
+	h.awaitUnscheduled()
+	if n := len(h.reportsOf(card, "final")); n != 1 {
+		t.Errorf("%d final reports, want 1", n)
+	}
+	if n := len(h.reportsOf(card, "started")); n != 1 {
+		t.Errorf("%d started replies, want 1", n)
+	}
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
+		t.Errorf("UpgradeBackupClients called %d times, want 1", n)
+	}
+	if s := text(final[0]); !strings.Contains(s, "2 upgraded") {
+		t.Errorf("final report:\n%s", s)
+	}
+}
+
+// TestBadInput: every refusal reaches only the caller (in the ack), names
+// the problem, and leaves nothing behind.
+func TestBadInput(t *testing.T) {
+	h := newHarness(t, map[string]string{"HBRBOT_MAX_TARGETS": "3", "HBRBOT_ALLOWED_CHANNELS": channel + ",C0OTHER"})
+	h.start()
+	for _, tc := range []struct{ text, channel, want string }{
+		{"i-aaa --regoin cn-hangzhou", channel, "--regoin"},
+		{"i-aaa banana", channel, "banana"},
+		{"--region cn-hangzhou", channel, "no"},
+		{"i-a i-b i-c i-d", channel, "3"},
+		{"i-aaa --cross-account-user-id 123", channel, "--cross-account-role"},
+		{"i-aaa", "C0NOTALLOWED", "not enabled in this channel"},
+	} {
+		env := h.slack.SendSlashCommand(slacktest.SlashCommand{ChannelID: tc.channel, UserID: requester, Text: tc.text})
+		got := h.ackPayload(env)
+		if !strings.Contains(strings.ToLower(got), strings.ToLower(tc.want)) {
+			t.Errorf("%q: ack %q, want it to mention %q", tc.text, got, tc.want)
+		}
+	}
+	if n := len(h.slack.Calls("chat.postMessage")); n != 0 {
+		t.Errorf("%d messages posted for bad input", n)
+	}
+	keys, err := h.redis.Client().Keys(h.ctx(), redisstore.Prefix+"req:*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("requests stored for bad input: %v %v", keys, err)
+	}
+}
+
+// TestHelp: help and an empty command show the usage, privately.
+func TestHelp(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	for _, text := range []string{"", "help", "  "} {
+		if got := h.ackPayload(h.command(requester, text)); !strings.Contains(got, "--region") || !strings.Contains(got, "status") {
+			t.Errorf("%q: usage not shown: %q", text, got)
+		}
+	}
+}
+
+// TestApprovalRules: self-approval and non-approvers are refused, and the
+// request stays pending until an allowed approver (here a user group
+// member) approves.
+func TestApprovalRules(t *testing.T) {
+	h := newHarness(t, map[string]string{"HBRBOT_APPROVERS": "U0BOSS,S0OPS"})
+	h.slack.SetUserGroup("S0OPS", approver, requester)
+	h.start()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	h.click(requester, card, "hbr_upgrade_approve")
+	h.awaitTold(requester, "cannot approve your own request")
+	h.click("U0MALLORY", card, "hbr_upgrade_approve")
+	h.awaitTold("U0MALLORY", "not an allowed approver")
+	h.click("U0MALLORY", card, "hbr_upgrade_cancel")
+	h.awaitTold("U0MALLORY", "Only the requester or an approver can cancel")
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 0 {
+		t.Fatalf("UpgradeBackupClients called %d times by refused clicks", n)
+	}
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "final", 1)
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
+		t.Errorf("UpgradeBackupClients called %d times, want 1", n)
+	}
+}
+
+// TestStatus: status lists the channel's pending requests, privately.
+func TestStatus(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	h.command(requester, "i-aaa i-bbb")
+	card := h.awaitCard(1)
+	h.command(approver, "status")
+	h.awaitTold(approver, "awaiting approval: 2 IDs in cn-hangzhou")
+	_ = card
+}
+
+// TestRedisDown: with Redis unreachable a command is still acked and the
+// caller is told, privately, that nothing was done; when Redis is back the
+// bot works again by itself.
+func TestRedisDown(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	h.redis.Stop()
+	env := h.command(requester, "i-aaa")
+	h.ackPayload(env)
+	h.awaitTold(requester, "temporarily unavailable")
+	if n := len(h.slack.Calls("chat.postMessage")); n != 0 {
+		t.Errorf("%d messages posted while Redis was down", n)
+	}
+	h.redis.Restart()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "final", 1)
 }

@@ -87,6 +87,7 @@ func (h *harness) ctx() context.Context {
 type instance struct {
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 // start runs the bot and returns once it is ready (/readyz).
@@ -133,16 +134,17 @@ func (h *harness) awaitReady(b *instance) {
 // stop cancels the bot and waits for run to return (idempotent).
 func (b *instance) stop(t *testing.T) {
 	t.Helper()
-	b.cancel()
-	select {
-	case err, ok := <-b.done:
-		if ok && err != nil {
-			t.Errorf("run returned %v", err)
+	b.once.Do(func() {
+		b.cancel()
+		select {
+		case err := <-b.done:
+			if err != nil {
+				t.Errorf("run returned %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("run did not return within 15s of its context ending")
 		}
-		close(b.done)
-	case <-time.After(15 * time.Second):
-		t.Errorf("run did not return within 15s of its context ending")
-	}
+	})
 }
 
 // command types a slash command and returns its envelope ID.
@@ -233,16 +235,49 @@ func (h *harness) ackPayload(envelopeID string) string {
 // text is everything a message says: its text and its blocks.
 func text(m slacktest.Message) string { return m.Text + "\n" + string(m.Blocks) }
 
-// syncBuffer collects the bot's logs for failure messages.
+// awaitLog waits for the bot to log a line containing substr.
+func (h *harness) awaitLog(substr string) {
+	h.t.Helper()
+	if err := h.logs.await(h.ctx(), substr); err != nil {
+		h.t.Fatalf("no log line with %s: %v\nlogs:\n%s", substr, err, h.logs)
+	}
+}
+
+// syncBuffer collects the bot's logs, for awaiting and failure messages.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
+	mu      sync.Mutex
+	b       strings.Builder
+	changed chan struct{} // closed and replaced on every write
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	return s.b.Write(p)
+}
+
+func (s *syncBuffer) await(ctx context.Context, substr string) error {
+	for {
+		s.mu.Lock()
+		if strings.Contains(s.b.String(), substr) {
+			s.mu.Unlock()
+			return nil
+		}
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (s *syncBuffer) String() string {
