@@ -38,11 +38,13 @@ import (
 //     from "--"), "–region", "−region", "-region" and "--region" are all the
 //     region flag.
 //
-// Then "help" (also "--help", "-h", "?") as the first word asks for help,
-// "status" alone asks for the status, and anything else is an upgrade: IDs
-// and flags in any order, a flag's value either after "=" or as the next
-// word. Keywords and flag names are matched case-insensitively ("_" may stand
-// for "-" in flag names); IDs, regions and values are not folded.
+// Then the words are read. No words at all, or "help" (also "--help", "-h",
+// "?") as the first word, whatever follows, is a request for help; "status"
+// alone asks for the status. Anything else is an upgrade: IDs and flags in
+// any order, a flag's value either after "=" or as the next word. An error
+// names the first word that is wrong. Keywords and flag names are matched
+// case-insensitively ("_" may stand for "-" in flag names); IDs, regions
+// and values are not folded: an ID or region with capitals is refused.
 
 // CommandError is a slash command text that cannot be parsed. Its message
 // says what is wrong, for the user who typed the command: it is Slack mrkdwn,
@@ -196,7 +198,7 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 		case strings.HasPrefix(t, "<@") || strings.HasPrefix(t, "<#") || strings.HasPrefix(t, "<!"):
 			return Command{}, cmdErrorf("%s is a Slack mention, not an instance or client ID.", cmdQuote(t))
 		case cmdValidRegion(t):
-			return Command{}, cmdErrorf("%s is not an ID. To choose a region, write `--region %s`.", cmdQuote(t), t)
+			return Command{}, cmdErrorf("%s is not an ID. To choose a region, put `--region` before it.", cmdQuote(t))
 		}
 		return Command{}, cmdErrorf("%s is not an instance ID (`i-…`), a client ID (`c-…`) or a flag.", cmdQuote(t))
 	}

@@ -94,7 +94,7 @@ func TestParseCommand(t *testing.T) {
 		{name: "cyrillic i", text: "і-abc", wantErr: "`і-abc` is not an instance ID (`i-…`), a client ID (`c-…`) or a flag."},
 		{name: "unknown word", text: "i-a upgrade", wantErr: "`upgrade` is not an instance ID (`i-…`), a client ID (`c-…`) or a flag."},
 		{name: "task id", text: "t-abc", wantErr: "`t-abc` is not an instance ID"},
-		{name: "region without flag", text: "i-a cn-hangzhou", wantErr: "`cn-hangzhou` is not an ID. To choose a region, write `--region cn-hangzhou`."},
+		{name: "region without flag", text: "i-a cn-hangzhou", wantErr: "`cn-hangzhou` is not an ID. To choose a region, put `--region` before it."},
 		{name: "no ids", text: "--region cn-hangzhou", wantErr: "No instance or client IDs given."},
 		{name: "no ids with cross account", text: "--cross-account-user-id 1 --cross-account-role r", wantErr: "No instance or client IDs given."},
 
@@ -112,6 +112,8 @@ func TestParseCommand(t *testing.T) {
 		{name: "all flags", text: "i-a c-b --region eu-central-1 --cross-account-user-id 1234567890123456 --cross-account-role hbrcrossrole", want: pcUpgrade(pcIDs("i-a"), pcIDs("c-b"), "eu-central-1", pcCross)},
 		{name: "uid max int64", text: "i-a --cross-account-user-id 9223372036854775807 --cross-account-role r", want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 9223372036854775807, RoleName: "r"})},
 		{name: "role chars", text: "i-a --cross-account-user-id 1 --cross-account-role Hbr.Cross-Role_1", want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: "Hbr.Cross-Role_1"})},
+		{name: "role starting with a dash after =", text: "i-a --cross-account-user-id 1 --cross-account-role=-r", want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: "-r"})},
+		{name: "role starting with a dash as a word", text: "i-a --cross-account-user-id 1 --cross-account-role -r", wantErr: "`--cross-account-role` needs a value"},
 		{name: "role 64", text: "i-a --cross-account-user-id 1 --cross-account-role " + strings.Repeat("r", 64), want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: strings.Repeat("r", 64)})},
 		{name: "unknown flag", text: "i-a --foo", wantErr: "Unknown flag `--foo`. The flags are `--region`, `--cross-account-user-id` and `--cross-account-role`."},
 		{name: "unknown flag with value", text: "i-a --regoin=cn-hangzhou", wantErr: "Unknown flag `--regoin`."},
@@ -213,7 +215,7 @@ func TestParseCommand(t *testing.T) {
 		{name: "channel mention", text: "i-a <#C012ABCDE|general>", wantErr: "`&lt;#C012ABCDE|general&gt;` is a Slack mention"},
 		{name: "special mention", text: "i-a <!here>", wantErr: "`&lt;!here&gt;` is a Slack mention"},
 		{name: "escaped brackets", text: "&lt;i-abc&gt;", wantErr: "`&lt;i-abc&gt;` is not an instance ID"},
-		{name: "escaped mention is not a mention", text: "&lt;@U1&gt;", wantErr: "`&lt;@U1&gt;` is a Slack mention"},
+		{name: "typed <@…> reads as a mention", text: "&lt;@U1&gt;", wantErr: "`&lt;@U1&gt;` is a Slack mention"},
 		{name: "escaped ampersand", text: "i-a &amp; i-b", wantErr: "`&amp;` is not an instance ID"},
 		{name: "unterminated link", text: "i-a <http://i-b", wantErr: "`&lt;http://i-b` is not an instance ID"},
 		{name: "empty brackets", text: "i-a <>", wantErr: "`&lt;&gt;` is not an instance ID"},
@@ -432,7 +434,8 @@ func pcCanonical(s hbrbot.UpgradeSpec) string {
 		words = append(words, "--region", s.Region)
 	}
 	if ca := s.CrossAccount; ca != nil {
-		words = append(words, "--cross-account-user-id="+strconv.FormatInt(ca.UserID, 10), "--cross-account-role", ca.RoleName)
+		// A role name may start with "-", so it goes after "=".
+		words = append(words, "--cross-account-user-id", strconv.FormatInt(ca.UserID, 10), "--cross-account-role="+ca.RoleName)
 	}
 	return strings.Join(words, " ")
 }

@@ -55,33 +55,37 @@ func ParseTaskResult(s string) ([]ClientResult, error) {
 	if len(s) > resultMaxBytes {
 		return nil, fmt.Errorf("task result too large: %d bytes, at most %d", len(s), resultMaxBytes)
 	}
-	return resultParse(s, false)
+	return resultParse(s, "")
 }
 
-func resultParse(s string, nested bool) ([]ClientResult, error) {
-	t := strings.TrimLeft(strings.Trim(s, " \t\r\n"), "\uFEFF")
+// resultParse parses s; outer is the input s was decoded from, if any.
+func resultParse(s, outer string) ([]ClientResult, error) {
+	t := strings.Trim(s, " \t\r\n\uFEFF")
 	if t == "" || t == "null" {
 		return nil, nil
 	}
 	dec := json.NewDecoder(strings.NewReader(t))
 	dec.UseNumber()
 	fail := func(what string, err error) ([]ClientResult, error) {
+		if outer != "" {
+			return nil, resultError(outer, "is a JSON string whose content "+what, err)
+		}
 		return nil, resultError(t, what, err)
 	}
 	tok, err := dec.Token()
 	if err != nil {
-		return fail("not JSON", err)
+		return fail("is not JSON", err)
 	}
 	var out []ClientResult
 	switch tok {
 	case json.Delim('['):
 		for n := 0; dec.More(); n++ {
 			if n == resultMaxElements {
-				return fail(fmt.Sprintf("more than %d elements", resultMaxElements), nil)
+				return fail(fmt.Sprintf("has more than %d elements", resultMaxElements), nil)
 			}
 			tok, err := dec.Token()
 			if err != nil {
-				return fail("not JSON", err)
+				return fail("is not JSON", err)
 			}
 			switch tok {
 			case nil:
@@ -92,38 +96,38 @@ func resultParse(s string, nested bool) ([]ClientResult, error) {
 			}
 			r, _, err := resultObject(dec)
 			if err != nil {
-				return fail("not JSON", err)
+				return fail("is not JSON", err)
 			}
 			if r != (ClientResult{}) {
 				out = append(out, r)
 			}
 		}
 		if _, err := dec.Token(); err != nil { // ']'
-			return fail("not JSON", err)
+			return fail("is not JSON", err)
 		}
 	case json.Delim('{'):
 		r, keys, err := resultObject(dec)
 		if err != nil {
-			return fail("not JSON", err)
+			return fail("is not JSON", err)
 		}
 		if keys.unknown && !keys.known {
-			return fail("an object without instanceId or clientId", nil)
+			return fail("is an object without instanceId or clientId", nil)
 		}
 		if r != (ClientResult{}) {
 			out = append(out, r)
 		}
 	default:
 		str, ok := tok.(string)
-		if !ok || nested {
-			return fail("not a JSON array", nil)
+		if !ok || outer != "" {
+			return fail("is not a JSON array", nil)
 		}
 		if _, err := dec.Token(); err != io.EOF {
-			return fail("not JSON: data after the value", nil)
+			return fail("has data after the JSON value", nil)
 		}
-		return resultParse(str, true)
+		return resultParse(str, t)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return fail("not JSON: data after the value", nil)
+		return fail("has data after the JSON value", nil)
 	}
 	return out, nil
 }
@@ -220,20 +224,31 @@ func resultError(t, what string, err error) error {
 		var syn *json.SyntaxError
 		switch {
 		case errors.As(err, &syn):
-			what = fmt.Sprintf("%s (syntax error at byte %d)", what, syn.Offset)
+			what = fmt.Sprintf("%s (syntax error near byte %d)", what, syn.Offset)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			what += " (unexpected end)"
 		case errors.Is(err, resultErrTooDeep):
-			what = "nested too deeply"
+			what = "is nested too deeply"
 		}
 	}
-	excerpt, n := t, 0
-	for i := range t {
-		if n == resultExcerptRunes {
-			excerpt = t[:i] + "…"
-			break
+	// The beginning of t, quoted: at most resultExcerptRunes runes between
+	// the quotes, escapes included.
+	var b strings.Builder
+	b.WriteByte('"')
+	n := 0
+	for i := 0; i < len(t); {
+		_, size := utf8.DecodeRuneInString(t[i:])
+		q := strconv.Quote(t[i : i+size])
+		q = q[1 : len(q)-1]
+		if k := utf8.RuneCountInString(q); n+k <= resultExcerptRunes {
+			b.WriteString(q)
+			n += k
+			i += size
+			continue
 		}
-		n++
+		b.WriteString("…")
+		break
 	}
-	return fmt.Errorf("task result is %s: %q", what, excerpt)
+	b.WriteByte('"')
+	return fmt.Errorf("task result %s: %s", what, b.String())
 }

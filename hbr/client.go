@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -167,8 +168,9 @@ func (c *Client) call(ctx context.Context, action, region string, params map[str
 		RequestID string          `json:"RequestId"`
 	}
 	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, &callError{err: &hbrbot.HBRError{Action: action, Code: "InvalidResponse",
-			Message: "answer is not JSON", HTTPStatus: resp.GetHttpStatus()}, transient: true}
+		// A 2xx answer: HBR may have acted on the call.
+		return nil, &callError{err: fmt.Errorf("%s: answer (HTTP %d) is not JSON: %w",
+			action, resp.GetHttpStatus(), hbrbot.ErrOutcomeUnknown), ambiguous: true}
 	}
 	code := rawString(env.Code)
 	if env.Success != nil && !*env.Success {
@@ -203,6 +205,12 @@ func classify(action string, err error) *callError {
 	if errors.As(err, &ue) {
 		// Sent, or partly sent, and no answer read: HBR may have acted.
 		return &callError{err: fmt.Errorf("%s: %v: %w", action, ue.Err, hbrbot.ErrOutcomeUnknown), ambiguous: true}
+	}
+	var ne net.Error
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) {
+		// The answer's body could not be read (cut short, reset, timed
+		// out): HBR was answering, so it may have acted.
+		return &callError{err: fmt.Errorf("%s: reading answer: %v: %w", action, err, hbrbot.ErrOutcomeUnknown), ambiguous: true}
 	}
 	// Errors the SDK raises before sending (bad endpoint, signing, ...).
 	return &callError{err: fmt.Errorf("%s: %w", action, err), notSent: true}

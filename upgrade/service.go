@@ -90,7 +90,7 @@ type Options struct {
 	// ShutdownGrace bounds the work finished after Run's context ends.
 	ShutdownGrace time.Duration
 	Logger        *slog.Logger
-	Now     func() time.Time
+	Now           func() time.Time
 }
 
 // Service is the workflow.

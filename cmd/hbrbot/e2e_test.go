@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/internal/redistest"
 	"github.com/hbrbot/hbrbot/redisstore"
 	"github.com/hbrbot/hbrbot/slacktest"
 )
@@ -414,6 +415,8 @@ func TestStatus(t *testing.T) {
 // bot works again by itself.
 func TestRedisDown(t *testing.T) {
 	h := newHarness(t, nil)
+	h.redis = redistest.StartOwn(t) // stopped and restarted below
+	h.env["REDIS_URL"] = h.redis.URL()
 	h.start()
 	h.redis.Stop()
 	env := h.command(requester, "i-aaa")

@@ -1,7 +1,12 @@
-// Package redistest gives tests a Redis server of their own: a real
-// redis-server child process on a free loopback port when one is on PATH,
-// else an in-process miniredis. With HBRBOT_REQUIRE_REDIS=1 (CI) a missing
-// redis-server fails the test instead.
+// Package redistest gives tests a Redis of their own:
+//   - with HBRBOT_TEST_REDIS_URL set (CI starts one server), a database of
+//     that server, flushed for the test;
+//   - else a real redis-server child process on a free loopback port when
+//     one is on PATH;
+//   - else an in-process miniredis.
+//
+// With HBRBOT_REQUIRE_REDIS=1 (CI) a missing redis-server fails the test
+// instead of falling back. Tests that stop and restart Redis use StartOwn.
 package redistest
 
 import (
@@ -24,6 +29,7 @@ import (
 type Server struct {
 	Addr string // host:port
 	Real bool   // a redis-server process, not miniredis
+	DB   int    // the database the test owns
 
 	t    testing.TB
 	cmd  *exec.Cmd
@@ -32,18 +38,50 @@ type Server struct {
 	mini *miniredis.Miniredis
 }
 
-// URL is the server's redis:// URL.
-func (s *Server) URL() string { return "redis://" + s.Addr + "/0" }
+// URL is the redis:// URL of the test's database.
+func (s *Server) URL() string { return "redis://" + s.Addr + "/" + strconv.Itoa(s.DB) }
 
-// Client is a go-redis client for the server, closed with the test.
+// Client is a go-redis client for the test's database, closed with the test.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: s.DB})
 	s.t.Cleanup(func() { c.Close() })
 	return c
 }
 
-// Start starts a server that stops when the test ends.
+// Start gives the test a Redis database, on the shared server when there
+// is one.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	if url := os.Getenv("HBRBOT_TEST_REDIS_URL"); url != "" {
+		return shared(t, url)
+	}
+	return StartOwn(t)
+}
+
+// shared picks one of databases 1..15 of the server at url, in turn, and
+// flushes it. Database 0 holds the turn counter.
+func shared(t testing.TB, url string) *Server {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("HBRBOT_TEST_REDIS_URL: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: opts.Addr})
+	defer c.Close()
+	n, err := c.Incr(ctx, "redistest:turn").Result()
+	if err != nil {
+		t.Fatalf("shared redis at %s: %v", opts.Addr, err)
+	}
+	s := &Server{Addr: opts.Addr, Real: true, DB: 1 + int(n%15), t: t}
+	if err := s.Client().FlushDB(ctx).Err(); err != nil {
+		t.Fatalf("flush db %d: %v", s.DB, err)
+	}
+	return s
+}
+
+// StartOwn starts a server for this test alone, stopped when it ends.
+func StartOwn(t testing.TB) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("HBRBOT_REQUIRE_REDIS") == "1" {
@@ -121,6 +159,9 @@ func (s *Server) start() error {
 // Stop stops the server (kill -9 for a real one); Restart brings it back on
 // the same port with its data.
 func (s *Server) Stop() {
+	if s.cmd == nil && s.mini == nil {
+		s.t.Fatal("redistest: Stop on a shared server; use StartOwn")
+	}
 	if s.mini != nil {
 		s.mini.Close()
 		return
@@ -152,7 +193,7 @@ func (s *Server) Restart() {
 
 // Ping checks the server answers.
 func (s *Server) Ping(ctx context.Context) error {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: s.DB})
 	defer c.Close()
 	return c.Ping(ctx).Err()
 }
