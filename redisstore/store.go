@@ -174,7 +174,9 @@ local now, want = tonumber(ARGV[1]), ARGV[2]
 if want ~= 'expired' and now >= tonumber(redis.call('HGET', req, 'expires_at')) then
   want = 'expired'
 end
-redis.call('HSET', req, 'state', want, 'decided_by', ARGV[3], 'decided_at', ARGV[1])
+local by = ARGV[3]
+if want == 'expired' then by = '' end
+redis.call('HSET', req, 'state', want, 'decided_by', by, 'decided_at', ARGV[1])
 if ARGV[4] ~= '' and redis.call('HGET', req, 'card_ts') == '' then
   redis.call('HSET', req, 'card_ts', ARGV[4])
 end
@@ -393,8 +395,9 @@ func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, k, doc string, tt
 	return nil
 }
 
-// Schedule makes an item due at t (sooner only: an item already due
-// earlier, or leased, keeps its score).
+// Schedule makes an item due at t, or sooner if it already is. An item
+// leased until later than t loses its lease: only idempotent work (card
+// syncs) is scheduled this way.
 func (s *Store) Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error {
 	err := s.rdb.ZAddArgs(ctx, keyDue, redis.ZAddArgs{LT: true, Members: []redis.Z{{Score: ms(t), Member: member(w)}}}).Err()
 	if err != nil {

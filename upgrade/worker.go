@@ -55,6 +55,7 @@ func (s *Service) Run(ctx context.Context) error {
 				wctx, cancel := context.WithDeadline(base, l.Until.Add(-time.Second))
 				defer cancel()
 				s.runWork(wctx, ctx, l)
+				s.Kick() // it may have rescheduled sooner than the loop waits
 			}()
 		}
 		wait := maxIdle

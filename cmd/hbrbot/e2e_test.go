@@ -431,3 +431,25 @@ func TestRedisDown(t *testing.T) {
 	h.click(approver, card, "hbr_upgrade_approve")
 	h.awaitReports(card, "final", 1)
 }
+
+// TestRequestExpires: an unapproved request expires after
+// HBRBOT_REQUEST_TTL; its card says so and a late click is told why.
+func TestRequestExpires(t *testing.T) {
+	h := newHarness(t, map[string]string{"HBRBOT_REQUEST_TTL": "1s"})
+	h.start()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	if _, err := h.slack.WaitCall(h.ctx(), "chat.update", nil); err != nil {
+		t.Fatalf("card never updated: %v", err)
+	}
+	updated, _ := h.slack.Message(channel, card.TS)
+	if !strings.Contains(text(updated), "Expired unapproved") || strings.Contains(string(updated.Blocks), "hbr_upgrade_approve") {
+		t.Errorf("card not expired without buttons:\n%s", text(updated))
+	}
+	h.slack.SendBlockAction(slacktest.BlockAction{ChannelID: channel, MessageTS: card.TS, UserID: approver,
+		ActionID: "hbr_upgrade_approve", Value: requestID(t, card)})
+	h.awaitTold(approver, "expired at")
+	if n := len(h.hbr.Calls("")); n != 0 {
+		t.Errorf("%d HBR calls for an expired request", n)
+	}
+}
