@@ -48,6 +48,8 @@ const (
 	varAllowedChannels   = "HBRBOT_ALLOWED_CHANNELS"
 	varMaxTargets        = "HBRBOT_MAX_TARGETS"
 	varHTTPAddr          = "HBRBOT_HTTP_ADDR"
+	varLease             = "HBRBOT_LEASE"
+	varHBRRateLimit      = "HBRBOT_HBR_RATE_LIMIT"
 )
 
 // Limits enforced by Load.
@@ -56,6 +58,9 @@ const (
 	// far below anything sensible against the real HBR API (the default is
 	// 10s) and exists so that tests can poll a fake quickly.
 	MinPollInterval = 100 * time.Millisecond
+	// MinLease is the shortest HBRBOT_LEASE: one step of work (an HBR call
+	// with its retries, a Slack post) must fit in a lease.
+	MinLease = 5 * time.Second
 	// MinMaxTargets and MaxMaxTargets bound HBRBOT_MAX_TARGETS.
 	MinMaxTargets = 1
 	MaxMaxTargets = 10000
@@ -119,6 +124,15 @@ type Config struct {
 	// HTTPAddr is HBRBOT_HTTP_ADDR, host:port for /healthz, /readyz and
 	// /metrics, default ":8080".
 	HTTPAddr string
+
+	// Lease is HBRBOT_LEASE, default 1m, at least MinLease: how long a
+	// replica owns a unit of work it claimed. A replica killed while
+	// holding one delays that work by at most this long.
+	Lease time.Duration
+	// HBRRateLimit is HBRBOT_HBR_RATE_LIMIT, default 300: the most HBR
+	// calls per minute that all replicas together make (HBR allows 600 per
+	// API and account).
+	HBRRateLimit int
 }
 
 // rawConfig is what caarlos0/env reads: types, defaults and required
@@ -142,6 +156,8 @@ type rawConfig struct {
 	AllowedChannels   []string      `env:"HBRBOT_ALLOWED_CHANNELS" envSeparator:","`
 	MaxTargets        int           `env:"HBRBOT_MAX_TARGETS" envDefault:"500"`
 	HTTPAddr          string        `env:"HBRBOT_HTTP_ADDR" envDefault:":8080"`
+	Lease             time.Duration `env:"HBRBOT_LEASE" envDefault:"1m"`
+	HBRRateLimit      int           `env:"HBRBOT_HBR_RATE_LIMIT" envDefault:"300"`
 }
 
 var (
@@ -321,6 +337,13 @@ func (v *validator) validate(raw rawConfig) Config {
 	c.PollInterval = v.duration(varPollInterval, raw.PollInterval, MinPollInterval)
 	c.TaskTimeout = v.duration(varTaskTimeout, raw.TaskTimeout, 0)
 	c.RequestTTL = v.duration(varRequestTTL, raw.RequestTTL, 0)
+	c.Lease = v.duration(varLease, raw.Lease, MinLease)
+	if !v.failed[varHBRRateLimit] {
+		if raw.HBRRateLimit < 1 || raw.HBRRateLimit > 6000 {
+			v.add(varHBRRateLimit, "%d is not between 1 and 6000 calls a minute", raw.HBRRateLimit)
+		}
+		c.HBRRateLimit = raw.HBRRateLimit
+	}
 
 	c.Approvers = v.ids(varApprovers, raw.Approvers, approverRE, "Slack user or user-group IDs (U..., W..., S...)")
 	c.AllowSelfApproval = raw.AllowSelfApproval

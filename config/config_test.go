@@ -173,6 +173,12 @@ func TestValid(t *testing.T) {
 		{"request ttl", map[string]string{"HBRBOT_REQUEST_TTL": "15m"}, func(c Config) error {
 			return eq(c.RequestTTL, 15*time.Minute)
 		}},
+		{"lease", map[string]string{"HBRBOT_LEASE": "5s"}, func(c Config) error {
+			return eq(c.Lease, 5*time.Second)
+		}},
+		{"hbr rate limit", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "120"}, func(c Config) error {
+			return eq(c.HBRRateLimit, 120)
+		}},
 		{"approvers trimmed, deduplicated", map[string]string{"HBRBOT_APPROVERS": " U012AB3CD, W0ABC ,,S0GROUP,U012AB3CD, "}, func(c Config) error {
 			return eq(c.Approvers, []string{"U012AB3CD", "W0ABC", "S0GROUP"})
 		}},
@@ -279,6 +285,10 @@ func TestInvalid(t *testing.T) {
 		{"task timeout negative", map[string]string{"HBRBOT_TASK_TIMEOUT": "-1m"}, "HBRBOT_TASK_TIMEOUT", "positive"},
 		{"task timeout garbage", map[string]string{"HBRBOT_TASK_TIMEOUT": "twenty minutes"}, "HBRBOT_TASK_TIMEOUT", "not a duration"},
 		{"request ttl zero", map[string]string{"HBRBOT_REQUEST_TTL": "0"}, "HBRBOT_REQUEST_TTL", "positive"},
+		{"lease too short", map[string]string{"HBRBOT_LEASE": "1s"}, "HBRBOT_LEASE", "less than the minimum 5s"},
+		{"lease garbage", map[string]string{"HBRBOT_LEASE": "long"}, "HBRBOT_LEASE", `"long" is not a duration`},
+		{"rate limit zero", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "0"}, "HBRBOT_HBR_RATE_LIMIT", "not between 1 and 6000"},
+		{"rate limit garbage", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "many"}, "HBRBOT_HBR_RATE_LIMIT", "not a whole number"},
 		{"request ttl garbage", map[string]string{"HBRBOT_REQUEST_TTL": "1d"}, "HBRBOT_REQUEST_TTL", `"1d" is not a duration`},
 		{"approver lower case", map[string]string{"HBRBOT_APPROVERS": "U0ABC,u0abc"}, "HBRBOT_APPROVERS", `"u0abc" is not`},
 		{"approver channel id", map[string]string{"HBRBOT_APPROVERS": "C0123,@alice"}, "HBRBOT_APPROVERS", `"C0123", "@alice" are not`},
@@ -671,7 +681,7 @@ func TestVariableNames(t *testing.T) {
 		"ALIBABA_CLOUD_REGION_ID", "HBR_ENDPOINT", "REDIS_URL",
 		"HBRBOT_POLL_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
 		"HBRBOT_APPROVERS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
-		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR",
+		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",
 	}
 	if !slices.Equal(varNames, want) {
 		t.Errorf("variables %v, want %v", varNames, want)

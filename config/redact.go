@@ -58,6 +58,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Any(varAllowedChannels, r.AllowedChannels),
 		slog.Int(varMaxTargets, r.MaxTargets),
 		slog.String(varHTTPAddr, r.HTTPAddr),
+		slog.Duration(varLease, r.Lease),
+		slog.Int(varHBRRateLimit, r.HBRRateLimit),
 	)
 }
 
