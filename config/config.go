@@ -40,6 +40,7 @@ const (
 	varRegion            = "ALIBABA_CLOUD_REGION_ID"
 	varHBREndpoint       = "HBR_ENDPOINT"
 	varRedisURL          = "REDIS_URL"
+	varRedisMode         = "REDIS_MODE"
 	varPollInterval      = "HBRBOT_POLL_INTERVAL"
 	varTaskTimeout       = "HBRBOT_TASK_TIMEOUT"
 	varRequestTTL        = "HBRBOT_REQUEST_TTL"
@@ -99,6 +100,10 @@ type Config struct {
 	// "rediss://..."; it has been checked with redis.ParseURL. Empty means
 	// the embedded in-process store. May hold a password.
 	RedisURL string
+	// RedisMode is REDIS_MODE: "single" (default), "sentinel" (REDIS_URL
+	// names a Sentinel and ?master_name=, more Sentinels as &addr=) or
+	// "cluster" (REDIS_URL names a node, more as ?addr=).
+	RedisMode string
 
 	// PollInterval is HBRBOT_POLL_INTERVAL, default 10s, at least
 	// MinPollInterval (100ms).
@@ -148,6 +153,7 @@ type rawConfig struct {
 	Region            string        `env:"ALIBABA_CLOUD_REGION_ID,required"`
 	HBREndpoint       string        `env:"HBR_ENDPOINT"`
 	RedisURL          string        `env:"REDIS_URL"`
+	RedisMode         string        `env:"REDIS_MODE" envDefault:"single"`
 	PollInterval      time.Duration `env:"HBRBOT_POLL_INTERVAL" envDefault:"10s"`
 	TaskTimeout       time.Duration `env:"HBRBOT_TASK_TIMEOUT" envDefault:"20m"`
 	RequestTTL        time.Duration `env:"HBRBOT_REQUEST_TTL" envDefault:"1h"`
@@ -332,7 +338,13 @@ func (v *validator) validate(raw rawConfig) Config {
 		c.HBREndpoint = &url.URL{Scheme: "https", Host: "hbr." + c.Region + ".aliyuncs.com"}
 	}
 
-	c.RedisURL = v.redisURL(raw.RedisURL)
+	c.RedisMode = raw.RedisMode
+	switch raw.RedisMode {
+	case "single", "sentinel", "cluster":
+		c.RedisURL = v.redisURL(raw.RedisURL, raw.RedisMode)
+	default:
+		v.add(varRedisMode, "%s is not single, sentinel or cluster", show(raw.RedisMode))
+	}
 
 	c.PollInterval = v.duration(varPollInterval, raw.PollInterval, MinPollInterval)
 	c.TaskTimeout = v.duration(varTaskTimeout, raw.TaskTimeout, 0)
@@ -468,7 +480,7 @@ func (v *validator) httpURL(name, value string) (*url.URL, bool) {
 // redisURL checks REDIS_URL with redis.ParseURL. The URL may hold a
 // password, so the value is never shown, and neither is url.Parse's message
 // when the URL has user info.
-func (v *validator) redisURL(value string) string {
+func (v *validator) redisURL(value, mode string) string {
 	if value == "" {
 		return ""
 	}
@@ -477,7 +489,19 @@ func (v *validator) redisURL(value string) string {
 		v.add(varRedisURL, "scheme must be redis:// or rediss://, not %s", show(u.Scheme+"://"))
 		return ""
 	}
-	if _, err := redis.ParseURL(value); err != nil {
+	var err error
+	switch mode {
+	case "sentinel":
+		_, err = redis.ParseFailoverURL(value)
+		if err == nil && u.Query().Get("master_name") == "" {
+			err = errors.New("redis: sentinel mode needs ?master_name=")
+		}
+	case "cluster":
+		_, err = redis.ParseClusterURL(value)
+	default:
+		_, err = redis.ParseURL(value)
+	}
+	if err != nil {
 		reason := "not a Redis URL (redis://[user:pass@]host:port/db or rediss://...)"
 		var uerr *url.Error
 		switch {

@@ -173,6 +173,12 @@ func TestValid(t *testing.T) {
 		{"request ttl", map[string]string{"HBRBOT_REQUEST_TTL": "15m"}, func(c Config) error {
 			return eq(c.RequestTTL, 15*time.Minute)
 		}},
+		{"redis sentinel", map[string]string{"REDIS_MODE": "sentinel", "REDIS_URL": "redis://:pw@10.0.0.1:26379/2?master_name=mymaster&addr=10.0.0.2:26379"}, func(c Config) error {
+			return eq(c.RedisMode, "sentinel")
+		}},
+		{"redis cluster", map[string]string{"REDIS_MODE": "cluster", "REDIS_URL": "redis://10.0.0.1:7000?addr=10.0.0.2:7000"}, func(c Config) error {
+			return eq(c.RedisMode, "cluster")
+		}},
 		{"lease", map[string]string{"HBRBOT_LEASE": "5s"}, func(c Config) error {
 			return eq(c.Lease, 5*time.Second)
 		}},
@@ -285,6 +291,8 @@ func TestInvalid(t *testing.T) {
 		{"task timeout negative", map[string]string{"HBRBOT_TASK_TIMEOUT": "-1m"}, "HBRBOT_TASK_TIMEOUT", "positive"},
 		{"task timeout garbage", map[string]string{"HBRBOT_TASK_TIMEOUT": "twenty minutes"}, "HBRBOT_TASK_TIMEOUT", "not a duration"},
 		{"request ttl zero", map[string]string{"HBRBOT_REQUEST_TTL": "0"}, "HBRBOT_REQUEST_TTL", "positive"},
+		{"redis mode unknown", map[string]string{"REDIS_MODE": "ring"}, "REDIS_MODE", "not single, sentinel or cluster"},
+		{"sentinel without master", map[string]string{"REDIS_MODE": "sentinel", "REDIS_URL": "redis://10.0.0.1:26379"}, "REDIS_URL", "master_name"},
 		{"lease too short", map[string]string{"HBRBOT_LEASE": "1s"}, "HBRBOT_LEASE", "less than the minimum 5s"},
 		{"lease garbage", map[string]string{"HBRBOT_LEASE": "long"}, "HBRBOT_LEASE", `"long" is not a duration`},
 		{"rate limit zero", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "0"}, "HBRBOT_HBR_RATE_LIMIT", "not between 1 and 6000"},
@@ -678,7 +686,7 @@ func TestVariableNames(t *testing.T) {
 	want := []string{
 		"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN", "SLACK_API_URL",
 		"ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN",
-		"ALIBABA_CLOUD_REGION_ID", "HBR_ENDPOINT", "REDIS_URL",
+		"ALIBABA_CLOUD_REGION_ID", "HBR_ENDPOINT", "REDIS_URL", "REDIS_MODE",
 		"HBRBOT_POLL_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
 		"HBRBOT_APPROVERS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
 		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",

@@ -50,6 +50,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String(varRegion, r.Region),
 		slog.String(varHBREndpoint, endpoint),
 		slog.String(varRedisURL, r.RedisURL),
+		slog.String(varRedisMode, r.RedisMode),
 		slog.Duration(varPollInterval, r.PollInterval),
 		slog.Duration(varTaskTimeout, r.TaskTimeout),
 		slog.Duration(varRequestTTL, r.RequestTTL),

@@ -46,7 +46,15 @@ type Options struct {
 	InitialBackoff time.Duration
 	// Concurrency is how many calls may be in flight at once (default 4).
 	Concurrency int
-	Logger      *slog.Logger
+	// Limiter, when set, is waited on before every attempt: HBR throttles
+	// per API and account, whatever the number of replicas.
+	Limiter Limiter
+	Logger  *slog.Logger
+}
+
+// Limiter spaces calls out.
+type Limiter interface {
+	Wait(ctx context.Context) error
 }
 
 // Client calls HBR.
@@ -127,6 +135,11 @@ func (e *callError) Unwrap() error { return e.err }
 // call makes one signed RPC call and returns the body of a successful
 // answer. It does not retry.
 func (c *Client) call(ctx context.Context, action, region string, params map[string]string) (body []byte, err error) {
+	if c.opts.Limiter != nil {
+		if err := c.opts.Limiter.Wait(ctx); err != nil {
+			return nil, &callError{err: fmt.Errorf("%s: rate limit: %w", action, err), notSent: true}
+		}
+	}
 	var sc *sdk.Client
 	select {
 	case sc = <-c.pool:

@@ -453,3 +453,24 @@ func TestRequestExpires(t *testing.T) {
 		t.Errorf("%d HBR calls for an expired request", n)
 	}
 }
+
+// TestOnRedisCluster: the whole flow with REDIS_MODE=cluster against a
+// real three-node Redis Cluster, two replicas.
+func TestOnRedisCluster(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	h := newHarness(t, map[string]string{"REDIS_MODE": "cluster", "REDIS_URL": cluster.URL()})
+	h.start()
+	h.env["HBRBOT_HTTP_ADDR"] = freeAddr(t)
+	h.start()
+	var ids []string
+	for i := range 150 {
+		ids = append(ids, fmt.Sprintf("i-%03d", i))
+	}
+	h.command(requester, strings.Join(ids, " "))
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "final", 2)
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 2 {
+		t.Errorf("UpgradeBackupClients called %d times, want 2", n)
+	}
+}

@@ -16,10 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 	"github.com/slack-go/slack"
 	"golang.org/x/sync/errgroup"
 
@@ -70,11 +68,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	log.Info("starting", "version", version, "config", cfg)
 
-	rdb, closeRedis, err := openRedis(cfg.RedisURL, log)
+	rdb, embedded, closeRedis, err := redisstore.Connect(cfg.RedisURL, cfg.RedisMode)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
+	if embedded {
+		log.Warn("REDIS_URL is unset: using an in-process store; all state is lost when hbrbot exits and replicas cannot share it")
+	}
 	store := redisstore.New(rdb)
 
 	endpoint := cfg.HBREndpoint
@@ -83,7 +84,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	hbrClient, err := hbr.New(hbr.Options{Region: cfg.Region, Endpoint: endpoint,
 		AccessKeyID: cfg.AccessKeyID, AccessKeySecret: cfg.AccessKeySecret, SecurityToken: cfg.SecurityToken,
-		Timeout: 7 * time.Second, RetryFor: 30 * time.Second, Logger: log})
+		Timeout: 7 * time.Second, RetryFor: 30 * time.Second, Logger: log,
+		Limiter: redisstore.NewRateLimiter(rdb, "hbr", cfg.HBRRateLimit, log)})
 	if err != nil {
 		return err
 	}
@@ -141,26 +143,4 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = g.Wait()
 	log.Info("stopped", "err", err)
 	return err
-}
-
-// openRedis connects to REDIS_URL, or starts an in-process Redis when it
-// is unset, behind the same client.
-func openRedis(url string, log *slog.Logger) (redis.UniversalClient, func(), error) {
-	if url == "" {
-		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, nil, fmt.Errorf("start in-process redis: %w", err)
-		}
-		log.Warn("REDIS_URL is unset: using an in-process store; all state is lost when hbrbot exits and replicas cannot share it")
-		rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-		return rdb, func() { rdb.Close(); m.Close() }, nil
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, nil, errors.New("REDIS_URL: cannot parse") // config validated it; never echo a password
-	}
-	// Fail fast so a caller hears of an outage within seconds.
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
-	rdb := redis.NewClient(opts)
-	return rdb, func() { rdb.Close() }, nil
 }

@@ -32,10 +32,11 @@ type Server struct {
 	DB   int    // the database the test owns
 
 	t    testing.TB
-	cmd  *exec.Cmd
-	dir  string
-	port int
-	mini *miniredis.Miniredis
+	cmd   *exec.Cmd
+	dir   string
+	port  int
+	extra []string // more redis-server arguments
+	mini  *miniredis.Miniredis
 }
 
 // URL is the redis:// URL of the test's database.
@@ -90,7 +91,13 @@ func StartOwn(t testing.TB) *Server {
 		m := miniredis.RunT(t)
 		return &Server{Addr: m.Addr(), t: t, mini: m}
 	}
-	s := &Server{Real: true, t: t, dir: t.TempDir()}
+	return startProcess(t)
+}
+
+// startProcess starts a redis-server child process with extra arguments.
+func startProcess(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	s := &Server{Real: true, t: t, dir: t.TempDir(), extra: extra}
 	var err error
 	for range 5 { // a free port can be taken between picking and binding
 		if s.port, err = freePort(); err != nil {
@@ -118,8 +125,9 @@ func freePort() (int, error) {
 func (s *Server) start() error {
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
 	// appendonly: a restarted server keeps its data, as in production.
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always")
+	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--dir", s.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"}, s.extra...)
+	s.cmd = exec.Command("redis-server", args...)
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -196,4 +204,83 @@ func (s *Server) Ping(ctx context.Context) error {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: s.DB})
 	defer c.Close()
 	return c.Ping(ctx).Err()
+}
+
+// Cluster is a Redis Cluster of three masters on loopback.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// URL is REDIS_URL for REDIS_MODE=cluster: one node, the others as addr=.
+func (c *Cluster) URL() string {
+	u := "redis://" + c.Nodes[0].Addr + "?addr=" + c.Nodes[1].Addr + "&addr=" + c.Nodes[2].Addr
+	return u
+}
+
+// Client is a cluster client, closed with the test.
+func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
+	var addrs []string
+	for _, n := range c.Nodes {
+		addrs = append(addrs, n.Addr)
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// StartCluster starts three redis-server processes with cluster mode on,
+// splits the 16384 slots between them and waits for the cluster to be ok.
+// Without redis-server it skips the test, unless HBRBOT_REQUIRE_REDIS=1.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("HBRBOT_REQUIRE_REDIS") == "1" {
+			t.Fatalf("HBRBOT_REQUIRE_REDIS=1 but redis-server is not on PATH: %v", err)
+		}
+		t.Skip("redis-server is not on PATH: no cluster to test against")
+	}
+	c := &Cluster{}
+	for range 3 {
+		c.Nodes = append(c.Nodes, startProcess(t, "--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const slots = 16384
+	var clients []*redis.Client
+	for i, n := range c.Nodes {
+		cl := n.Client()
+		clients = append(clients, cl)
+		lo, hi := i*slots/3, (i+1)*slots/3-1
+		if err := cl.ClusterAddSlotsRange(ctx, lo, hi).Err(); err != nil {
+			t.Fatalf("cluster addslots on %s: %v", n.Addr, err)
+		}
+	}
+	for _, n := range c.Nodes[1:] {
+		host, port, _ := net.SplitHostPort(n.Addr)
+		if err := clients[0].ClusterMeet(ctx, host, port).Err(); err != nil {
+			t.Fatalf("cluster meet %s: %v", n.Addr, err)
+		}
+	}
+	// Gossip takes a moment: there is no event to wait for, so ask.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok := true
+		for _, cl := range clients {
+			info, err := cl.ClusterInfo(ctx).Result()
+			if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:3") {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return c
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("cluster did not become ok: %v", ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
