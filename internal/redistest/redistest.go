@@ -31,7 +31,7 @@ type Server struct {
 	Real bool   // a redis-server process, not miniredis
 	DB   int    // the database the test owns
 
-	t    testing.TB
+	t     testing.TB
 	cmd   *exec.Cmd
 	dir   string
 	port  int
