@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -317,6 +318,15 @@ func TestRestartMidJob(t *testing.T) {
 	if n := len(h.reportsOf(card, "final")); n != 0 {
 		t.Fatalf("final report posted before the restart (%d); the job should still run", n)
 	}
+	// A stopped replica holds no lease: the job is due within a poll
+	// interval, not a lease (1m) away.
+	zs, err := h.redis.Client().ZRangeWithScores(h.ctx(), redisstore.Prefix+"due", 0, -1).Result()
+	if err != nil || len(zs) != 1 {
+		t.Fatalf("schedule after stop: %v %v", zs, err)
+	}
+	if due := time.UnixMilli(int64(zs[0].Score)); time.Until(due) > 10*time.Second {
+		t.Errorf("job due %v from now after a clean stop: its lease was not handed back", time.Until(due))
+	}
 
 	h.start()
 	final := h.awaitReports(card, "final", 1)
@@ -473,4 +483,103 @@ func TestOnRedisCluster(t *testing.T) {
 	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 2 {
 		t.Errorf("UpgradeBackupClients called %d times, want 2", n)
 	}
+}
+
+// TestSlackRateLimitOnReport: a 429 on the final report delays it by
+// Retry-After; it is posted once, never dropped.
+func TestSlackRateLimitOnReport(t *testing.T) {
+	h := newHarness(t, nil)
+	h.hbr.QueueJob(hbrtest.Step{Progress: 10, Description: "created"}, hbrtest.Step{Progress: 60, Description: "created"},
+		hbrtest.Step{Progress: 100, Description: "completed"})
+	h.start()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "started", 1)
+	h.slack.RateLimit("chat.postMessage", 2, time.Second)
+	h.awaitReports(card, "final", 1)
+	h.awaitUnscheduled()
+	limited := 0
+	for _, c := range h.slack.Calls("chat.postMessage") {
+		if c.Status == 429 {
+			limited++
+		}
+	}
+	if limited != 2 {
+		t.Errorf("%d rate-limited posts, want 2", limited)
+	}
+	if n := len(h.reportsOf(card, "final")); n != 1 {
+		t.Errorf("%d final reports, want 1", n)
+	}
+}
+
+// TestHBRThrottling: throttling and unavailability on every call type are
+// retried; the upgrade still runs once.
+func TestHBRThrottling(t *testing.T) {
+	h := newHarness(t, nil)
+	h.hbr.FailNext("UpgradeBackupClients", 2, 400, "Throttling.User")
+	h.hbr.FailNext("DescribeTask", 2, 503, "ServiceUnavailable")
+	h.start()
+	h.command(requester, "i-aaa i-bbb")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	final := text(h.awaitReports(card, "final", 1)[0])
+	if !strings.Contains(final, "2 upgraded") {
+		t.Errorf("final report:\n%s", final)
+	}
+	if n := len(h.hbr.Jobs()); n != 1 {
+		t.Errorf("%d HBR jobs, want 1", n)
+	}
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 3 {
+		t.Errorf("%d UpgradeBackupClients calls, want 3 (two throttled)", n)
+	}
+}
+
+// TestUpgradeOutcomeUnknown: an UpgradeBackupClients call that times out
+// after HBR received it is reported as outcome unknown, never resubmitted.
+func TestUpgradeOutcomeUnknown(t *testing.T) {
+	h := newHarness(t, nil)
+	h.hbr.HangNext("UpgradeBackupClients", 1, 20*time.Second)
+	h.start()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	final := text(h.awaitReports(card, "final", 1)[0])
+	if !strings.Contains(final, "outcome unknown") || !strings.Contains(final, "not resubmitted") {
+		t.Errorf("final report:\n%s", final)
+	}
+	h.awaitUnscheduled()
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
+		t.Errorf("%d UpgradeBackupClients calls, want 1", n)
+	}
+}
+
+// TestUpgradeRefused: an error that proves HBR refused the batch is
+// reported with its code, not retried.
+func TestUpgradeRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	h.hbr.FailNext("UpgradeBackupClients", 1, 403, "Forbidden.RAM")
+	h.start()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	final := text(h.awaitReports(card, "final", 1)[0])
+	if !strings.Contains(final, "Forbidden.RAM") || !strings.Contains(final, "1 not started") {
+		t.Errorf("final report:\n%s", final)
+	}
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
+		t.Errorf("%d UpgradeBackupClients calls, want 1", n)
+	}
+}
+
+// TestReadinessFollowsSlack: /readyz fails while the Socket Mode
+// connection is down and recovers with it.
+func TestReadinessFollowsSlack(t *testing.T) {
+	h := newHarness(t, nil)
+	b := h.start()
+	h.slack.SetConnectionsOpenError("internal_error")
+	h.slack.Disconnect("refresh_requested")
+	h.awaitReadyz(http.StatusServiceUnavailable)
+	h.slack.SetConnectionsOpenError("")
+	h.awaitReady(b)
 }

@@ -131,6 +131,28 @@ func (h *harness) awaitReady(b *instance) {
 	}
 }
 
+// awaitReadyz polls /readyz until it answers status.
+func (h *harness) awaitReadyz(status int) {
+	h.t.Helper()
+	url := "http://" + h.env["HBRBOT_HTTP_ADDR"] + "/readyz"
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	ctx := h.ctx()
+	for {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == status {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			h.t.Fatalf("/readyz never answered %d", status)
+		case <-tick.C:
+		}
+	}
+}
+
 // stop cancels the bot and waits for run to return (idempotent).
 func (b *instance) stop(t *testing.T) {
 	t.Helper()
