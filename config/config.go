@@ -42,6 +42,8 @@ const (
 	varRedisURL          = "REDIS_URL"
 	varRedisMode         = "REDIS_MODE"
 	varPollInterval      = "HBRBOT_POLL_INTERVAL"
+	varPollPolicy        = "HBRBOT_POLL_POLICY"
+	varPollMinInterval   = "HBRBOT_POLL_MIN_INTERVAL"
 	varTaskTimeout       = "HBRBOT_TASK_TIMEOUT"
 	varRequestTTL        = "HBRBOT_REQUEST_TTL"
 	varApprovers         = "HBRBOT_APPROVERS"
@@ -108,6 +110,15 @@ type Config struct {
 	// PollInterval is HBRBOT_POLL_INTERVAL, default 10s, at least
 	// MinPollInterval (100ms).
 	PollInterval time.Duration
+	// PollPolicy is HBRBOT_POLL_POLICY: "adaptive" (default) schedules the
+	// next DescribeTask at the job's predicted end, from its progress rate,
+	// between PollMinInterval and PollInterval; "fixed" polls every
+	// PollInterval.
+	PollPolicy string
+	// PollMinInterval is HBRBOT_POLL_MIN_INTERVAL, the adaptive policy's
+	// shortest interval: default a fifth of PollInterval (at least
+	// MinPollInterval), at most PollInterval.
+	PollMinInterval time.Duration
 	// TaskTimeout is HBRBOT_TASK_TIMEOUT, default 20m, positive.
 	TaskTimeout time.Duration
 	// RequestTTL is HBRBOT_REQUEST_TTL, default 1h, positive.
@@ -155,6 +166,8 @@ type rawConfig struct {
 	RedisURL          string        `env:"REDIS_URL"`
 	RedisMode         string        `env:"REDIS_MODE" envDefault:"single"`
 	PollInterval      time.Duration `env:"HBRBOT_POLL_INTERVAL" envDefault:"10s"`
+	PollPolicy        string        `env:"HBRBOT_POLL_POLICY" envDefault:"adaptive"`
+	PollMinInterval   time.Duration `env:"HBRBOT_POLL_MIN_INTERVAL"`
 	TaskTimeout       time.Duration `env:"HBRBOT_TASK_TIMEOUT" envDefault:"20m"`
 	RequestTTL        time.Duration `env:"HBRBOT_REQUEST_TTL" envDefault:"1h"`
 	Approvers         []string      `env:"HBRBOT_APPROVERS" envSeparator:","`
@@ -347,6 +360,19 @@ func (v *validator) validate(raw rawConfig) Config {
 	}
 
 	c.PollInterval = v.duration(varPollInterval, raw.PollInterval, MinPollInterval)
+	c.PollPolicy = raw.PollPolicy
+	if raw.PollPolicy != "adaptive" && raw.PollPolicy != "fixed" {
+		v.add(varPollPolicy, "%s is not adaptive or fixed", show(raw.PollPolicy))
+	}
+	switch {
+	case v.failed[varPollMinInterval] || v.failed[varPollInterval]:
+	case raw.PollMinInterval == 0:
+		c.PollMinInterval = max(c.PollInterval/5, MinPollInterval)
+	case raw.PollMinInterval < MinPollInterval || raw.PollMinInterval > c.PollInterval:
+		v.add(varPollMinInterval, "%s is not between %s and HBRBOT_POLL_INTERVAL (%s)", show(v.environ[varPollMinInterval]), MinPollInterval, c.PollInterval)
+	default:
+		c.PollMinInterval = raw.PollMinInterval
+	}
 	c.TaskTimeout = v.duration(varTaskTimeout, raw.TaskTimeout, 0)
 	c.RequestTTL = v.duration(varRequestTTL, raw.RequestTTL, 0)
 	c.Lease = v.duration(varLease, raw.Lease, MinLease)

@@ -179,6 +179,21 @@ func TestValid(t *testing.T) {
 		{"redis cluster", map[string]string{"REDIS_MODE": "cluster", "REDIS_URL": "redis://10.0.0.1:7000?addr=10.0.0.2:7000"}, func(c Config) error {
 			return eq(c.RedisMode, "cluster")
 		}},
+		{"poll policy default adaptive, min a fifth", map[string]string{"HBRBOT_POLL_INTERVAL": "10s"}, func(c Config) error {
+			if c.PollPolicy != "adaptive" {
+				return eq(c.PollPolicy, "adaptive")
+			}
+			return eq(c.PollMinInterval, 2*time.Second)
+		}},
+		{"poll min interval floor", map[string]string{"HBRBOT_POLL_INTERVAL": "200ms"}, func(c Config) error {
+			return eq(c.PollMinInterval, 100*time.Millisecond)
+		}},
+		{"poll fixed", map[string]string{"HBRBOT_POLL_POLICY": "fixed", "HBRBOT_POLL_MIN_INTERVAL": "1s"}, func(c Config) error {
+			if c.PollPolicy != "fixed" {
+				return eq(c.PollPolicy, "fixed")
+			}
+			return eq(c.PollMinInterval, time.Second)
+		}},
 		{"lease", map[string]string{"HBRBOT_LEASE": "5s"}, func(c Config) error {
 			return eq(c.Lease, 5*time.Second)
 		}},
@@ -293,6 +308,8 @@ func TestInvalid(t *testing.T) {
 		{"request ttl zero", map[string]string{"HBRBOT_REQUEST_TTL": "0"}, "HBRBOT_REQUEST_TTL", "positive"},
 		{"redis mode unknown", map[string]string{"REDIS_MODE": "ring"}, "REDIS_MODE", "not single, sentinel or cluster"},
 		{"sentinel without master", map[string]string{"REDIS_MODE": "sentinel", "REDIS_URL": "redis://10.0.0.1:26379"}, "REDIS_URL", "master_name"},
+		{"poll policy unknown", map[string]string{"HBRBOT_POLL_POLICY": "lazy"}, "HBRBOT_POLL_POLICY", "not adaptive or fixed"},
+		{"poll min above interval", map[string]string{"HBRBOT_POLL_MIN_INTERVAL": "1m"}, "HBRBOT_POLL_MIN_INTERVAL", "not between 100ms and HBRBOT_POLL_INTERVAL (10s)"},
 		{"lease too short", map[string]string{"HBRBOT_LEASE": "1s"}, "HBRBOT_LEASE", "less than the minimum 5s"},
 		{"lease garbage", map[string]string{"HBRBOT_LEASE": "long"}, "HBRBOT_LEASE", `"long" is not a duration`},
 		{"rate limit zero", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "0"}, "HBRBOT_HBR_RATE_LIMIT", "not between 1 and 6000"},
@@ -687,7 +704,7 @@ func TestVariableNames(t *testing.T) {
 		"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN", "SLACK_API_URL",
 		"ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN",
 		"ALIBABA_CLOUD_REGION_ID", "HBR_ENDPOINT", "REDIS_URL", "REDIS_MODE",
-		"HBRBOT_POLL_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
+		"HBRBOT_POLL_INTERVAL", "HBRBOT_POLL_POLICY", "HBRBOT_POLL_MIN_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
 		"HBRBOT_APPROVERS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
 		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",
 	}

@@ -52,6 +52,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String(varRedisURL, r.RedisURL),
 		slog.String(varRedisMode, r.RedisMode),
 		slog.Duration(varPollInterval, r.PollInterval),
+		slog.String(varPollPolicy, r.PollPolicy),
+		slog.Duration(varPollMinInterval, r.PollMinInterval),
 		slog.Duration(varTaskTimeout, r.TaskTimeout),
 		slog.Duration(varRequestTTL, r.RequestTTL),
 		slog.Any(varApprovers, r.Approvers),

@@ -80,8 +80,14 @@ type Policy struct {
 
 // Options tune the job tracking.
 type Options struct {
+	// PollInterval is the longest wait between two DescribeTask calls of a
+	// job (the only one with a fixed policy).
 	PollInterval time.Duration
-	TaskTimeout  time.Duration
+	// Adaptive schedules the next poll at the job's predicted end, from the
+	// progress it reported, but no sooner than MinPollInterval.
+	Adaptive        bool
+	MinPollInterval time.Duration
+	TaskTimeout     time.Duration
 	// Lease is how long a replica owns a work item it claimed; a replica
 	// that dies holding one delays that item by at most this long.
 	Lease time.Duration
@@ -109,6 +115,9 @@ type Service struct {
 func New(store Store, h HBR, chat Chat, p Policy, o Options) *Service {
 	if o.PollInterval <= 0 {
 		o.PollInterval = 10 * time.Second
+	}
+	if o.MinPollInterval <= 0 || o.MinPollInterval > o.PollInterval {
+		o.MinPollInterval = o.PollInterval
 	}
 	if o.TaskTimeout <= 0 {
 		o.TaskTimeout = 20 * time.Minute

@@ -278,10 +278,18 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 	return s.nextPoll(*b, now), nil
 }
 
-// nextPoll is one interval on, but no later than the deadline, so a
-// timed-out job is reported within one interval of its deadline.
+// nextPoll says when to ask about b again: one interval on, or with the
+// adaptive policy at the job's predicted end (progress so far, extrapolated
+// at the rate it came), within [MinPollInterval, PollInterval]; never past
+// the deadline, so a timed-out job is reported within one interval of it.
 func (s *Service) nextPoll(b hbrbot.Batch, now time.Time) time.Time {
-	next := now.Add(s.opts.PollInterval)
+	wait := s.opts.PollInterval
+	if s.opts.Adaptive && b.Progress > 0 && b.Progress < 100 {
+		elapsed := now.Sub(b.Started)
+		remaining := time.Duration(float64(elapsed) * float64(100-b.Progress) / float64(b.Progress))
+		wait = min(max(remaining, s.opts.MinPollInterval), s.opts.PollInterval)
+	}
+	next := now.Add(wait)
 	if next.After(b.Deadline) {
 		next = b.Deadline
 	}

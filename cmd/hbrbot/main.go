@@ -95,7 +95,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	svc := upgrade.New(store, hbrClient, messenger, upgrade.Policy{
 		DefaultRegion: cfg.Region, Approvers: cfg.Approvers, AllowSelfApproval: cfg.AllowSelfApproval,
 		AllowedChannels: cfg.AllowedChannels, MaxTargets: cfg.MaxTargets, RequestTTL: cfg.RequestTTL,
-	}, upgrade.Options{PollInterval: cfg.PollInterval, TaskTimeout: cfg.TaskTimeout, Lease: cfg.Lease, Logger: log})
+	}, upgrade.Options{
+		PollInterval: cfg.PollInterval, Adaptive: cfg.PollPolicy == "adaptive", MinPollInterval: cfg.PollMinInterval,
+		TaskTimeout: cfg.TaskTimeout, Lease: cfg.Lease, Logger: log,
+	})
 	slackBot := bot.New(api, svc, log)
 
 	reg := prometheus.NewRegistry()
