@@ -67,6 +67,8 @@ type CrossAccount struct {
 // UpgradeSpec is what an upgrade command asks for.
 type UpgradeSpec struct {
 	Targets
+	// DryRun: --dry-run was given.
+	DryRun bool `json:"dry_run,omitempty"`
 	// Region is the region the command named; empty means the default.
 	Region       string        `json:"region,omitempty"`
 	CrossAccount *CrossAccount `json:"cross_account,omitempty"`
@@ -110,6 +112,12 @@ type Request struct {
 	CreatedAt   time.Time    `json:"created_at"`
 	ExpiresAt   time.Time    `json:"expires_at"`
 	DecidedAt   time.Time    `json:"decided_at,omitzero"`
+	// RequiredApprovals distinct approvers must approve; Approvals lists
+	// those who have, in order.
+	RequiredApprovals int      `json:"required_approvals"`
+	Approvals         []string `json:"approvals,omitempty"`
+	// DryRun runs the whole flow but never calls UpgradeBackupClients.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // Batches splits the request's targets into HBR jobs.
@@ -140,6 +148,7 @@ type Batch struct {
 	Targets      Targets       `json:"targets"`
 	Region       string        `json:"region"`
 	CrossAccount *CrossAccount `json:"cross_account,omitempty"`
+	DryRun       bool          `json:"dry_run,omitempty"`
 	// Thread: where the batch reports.
 	ChannelID string `json:"channel_id"`
 	ThreadTS  string `json:"thread_ts"`
@@ -195,6 +204,7 @@ type SubmissionError struct {
 // Task is what DescribeTask says of a job.
 type Task struct {
 	ID          string
+	RequestID   string // HBR's RequestId of the DescribeTask call
 	Description string // created, completed, expired, cancelled
 	Progress    int    // 0..100, -1 when failed
 	Result      string // JSON string; may be "", "{}" or an array of ClientResult
@@ -212,6 +222,8 @@ const (
 	JobTimedOut  FinalStatus = "timed_out" // HBRBOT_TASK_TIMEOUT passed
 	// JobNotStarted: UpgradeBackupClients refused, or its outcome is unknown.
 	JobNotStarted FinalStatus = "not_started"
+	// JobDryRun: a dry run; nothing was submitted.
+	JobDryRun FinalStatus = "dry_run"
 )
 
 // Final says whether the task has ended and how. A task that has not ended

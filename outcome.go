@@ -12,6 +12,7 @@ const (
 	OutcomeTimedOut   OutcomeKind = "timed_out"   // no end within HBRBOT_TASK_TIMEOUT
 	OutcomeNotStarted OutcomeKind = "not_started" // UpgradeBackupClients refused the batch
 	OutcomeUnknown    OutcomeKind = "unknown"     // the submission's fate is unknown
+	OutcomeDryRun     OutcomeKind = "dry_run"     // would have been upgraded
 )
 
 // Outcome is what became of one ID of a batch.
@@ -87,6 +88,8 @@ func statusOutcome(f FinalStatus) OutcomeKind {
 		return OutcomeCancelled
 	case JobTimedOut:
 		return OutcomeTimedOut
+	case JobDryRun:
+		return OutcomeDryRun
 	}
 	return OutcomeFailed
 }

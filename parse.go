@@ -77,6 +77,7 @@ const (
 	cmdFlagRegion = "region"
 	cmdFlagUserID = "cross-account-user-id"
 	cmdFlagRole   = "cross-account-role"
+	cmdFlagDryRun = "dry-run" // takes no value
 )
 
 // ParseCommand parses the text of the slash command. maxTargets is the most
@@ -127,12 +128,18 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(strings.TrimPrefix(name, "-"), "-"), "_", "-"))
 			switch key {
 			case cmdFlagRegion, cmdFlagUserID, cmdFlagRole:
+			case cmdFlagDryRun:
+				if hasValue {
+					return Command{}, cmdErrorf("`--dry-run` takes no value.")
+				}
+				spec.DryRun = true
+				continue
 			case "":
 				return Command{}, cmdErrorf("%s on its own is neither an ID nor a flag; flags are written like `--region cn-hangzhou`.", cmdQuote(t))
 			case "help", "h":
 				return Command{}, cmdErrorf("%s must come first: type `/hbr-upgrade help` for the usage.", cmdQuote(name))
 			default:
-				return Command{}, cmdErrorf("Unknown flag %s. The flags are `--region`, `--cross-account-user-id` and `--cross-account-role`.", cmdQuote(name))
+				return Command{}, cmdErrorf("Unknown flag %s. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role` and `--dry-run`.", cmdQuote(name))
 			}
 			if flags[key] {
 				return Command{}, cmdErrorf("`--%s` is given more than once.", key)
@@ -231,6 +238,7 @@ func Usage() string {
 		"without it, the bot's default region.\n" +
 		"• `--cross-account-user-id N --cross-account-role NAME`: upgrade clients of another Alibaba Cloud " +
 		"account (its account ID) through a RAM role it trusts. Give both or neither.\n" +
+		"• `--dry-run`: go through approval and reporting, but never call UpgradeBackupClients.\n" +
 		"• A flag's value may also follow `=`: `--region=cn-hangzhou`.\n" +
 		"The command posts an approval card to the channel; nothing is upgraded until an approver clicks *Approve*.\n" +
 		"*Examples*\n" +

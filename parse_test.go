@@ -115,7 +115,10 @@ func TestParseCommand(t *testing.T) {
 		{name: "role starting with a dash after =", text: "i-a --cross-account-user-id 1 --cross-account-role=-r", want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: "-r"})},
 		{name: "role starting with a dash as a word", text: "i-a --cross-account-user-id 1 --cross-account-role -r", wantErr: "`--cross-account-role` needs a value"},
 		{name: "role 64", text: "i-a --cross-account-user-id 1 --cross-account-role " + strings.Repeat("r", 64), want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: strings.Repeat("r", 64)})},
-		{name: "unknown flag", text: "i-a --foo", wantErr: "Unknown flag `--foo`. The flags are `--region`, `--cross-account-user-id` and `--cross-account-role`."},
+		{name: "dry run", text: "i-abc --dry-run", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.DryRun = true; return c }()},
+		{name: "dry run em dash first", text: "—dry-run i-abc", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.DryRun = true; return c }()},
+		{name: "dry run with value", text: "i-abc --dry-run=yes", wantErr: "`--dry-run` takes no value."},
+		{name: "unknown flag", text: "i-a --foo", wantErr: "Unknown flag `--foo`. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role` and `--dry-run`."},
 		{name: "unknown flag with value", text: "i-a --regoin=cn-hangzhou", wantErr: "Unknown flag `--regoin`."},
 		{name: "three dashes", text: "i-a ---region cn-hangzhou", wantErr: "Unknown flag `---region`."},
 		{name: "lone dash", text: "i-a - i-b", wantErr: "`-` on its own is neither an ID nor a flag"},
@@ -436,6 +439,9 @@ func pcCanonical(s hbrbot.UpgradeSpec) string {
 	if ca := s.CrossAccount; ca != nil {
 		// A role name may start with "-", so it goes after "=".
 		words = append(words, "--cross-account-user-id", strconv.FormatInt(ca.UserID, 10), "--cross-account-role="+ca.RoleName)
+	}
+	if s.DryRun {
+		words = append(words, "--dry-run")
 	}
 	return strings.Join(words, " ")
 }

@@ -24,6 +24,7 @@ const Command = "/hbr-upgrade"
 // Workflow is what the bot hands commands and clicks to.
 type Workflow interface {
 	Parse(inv upgrade.Invocation) (hbrbot.Command, error)
+	Refused(ctx context.Context, inv upgrade.Invocation, reason error)
 	RequestUpgrade(ctx context.Context, inv upgrade.Invocation, spec hbrbot.UpgradeSpec)
 	Status(ctx context.Context, inv upgrade.Invocation)
 	HandleClick(ctx context.Context, c upgrade.Click)
@@ -141,6 +142,7 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 	if err != nil {
 		b.log.InfoContext(ctx, "command refused", "user", cmd.UserID, "channel", cmd.ChannelID, "err", err)
 		b.ack(ctx, req, ephemeral(":x: "+err.Error()+"\nType `"+Command+" help` for usage."))
+		b.spawn(ctx, func(ctx context.Context) { b.flow.Refused(ctx, inv, err) })
 		return
 	}
 	switch parsed.Kind {

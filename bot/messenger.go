@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,8 +29,12 @@ type groupEntry struct {
 }
 
 // groupTTL is how long a user group's members are trusted: a revoked
-// approver loses the right within a minute.
-const groupTTL = time.Minute
+// approver loses the right within a minute. A miss refreshes an entry older
+// than groupMissRefresh.
+const (
+	groupTTL         = time.Minute
+	groupMissRefresh = 5 * time.Second
+)
 
 // NewMessenger wraps a Web API client.
 func NewMessenger(api *slack.Client) *Messenger {
@@ -140,20 +145,29 @@ func (m *Messenger) Tell(ctx context.Context, to upgrade.Recipient, text string)
 	return wrap("chat.postEphemeral", err)
 }
 
-// GroupMembers lists a user group's members, cached for a minute.
-func (m *Messenger) GroupMembers(ctx context.Context, groupID string) ([]string, error) {
+// Permalink links to a message.
+func (m *Messenger) Permalink(ctx context.Context, channel, ts string) (string, error) {
+	url, err := m.api.GetPermalinkContext(ctx, &slack.PermalinkParameters{Channel: channel, Ts: ts})
+	return url, wrap("chat.getPermalink", err)
+}
+
+// InGroup reports whether user is in a user group. Members are cached for
+// a minute; a miss refreshes an entry older than a few seconds, so a new
+// member need not wait, and a failed lookup is an error, never a guess.
+func (m *Messenger) InGroup(ctx context.Context, group, user string) (bool, error) {
 	m.mu.Lock()
-	e, ok := m.groups[groupID]
+	e, ok := m.groups[group]
 	m.mu.Unlock()
-	if ok && m.now().Sub(e.at) < groupTTL {
-		return e.members, nil
+	age := m.now().Sub(e.at)
+	if ok && age < groupTTL && (slices.Contains(e.members, user) || age < groupMissRefresh) {
+		return slices.Contains(e.members, user), nil
 	}
-	members, err := m.api.GetUserGroupMembersContext(ctx, groupID)
+	members, err := m.api.GetUserGroupMembersContext(ctx, group)
 	if err != nil {
-		return nil, wrap("usergroups.users.list", err)
+		return false, wrap("usergroups.users.list", err)
 	}
 	m.mu.Lock()
-	m.groups[groupID] = groupEntry{members: members, at: m.now()}
+	m.groups[group] = groupEntry{members: members, at: m.now()}
 	m.mu.Unlock()
-	return members, nil
+	return slices.Contains(members, user), nil
 }

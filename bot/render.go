@@ -94,11 +94,18 @@ func stamp(t time.Time) string {
 // cardHeader is the card's summary, the same before and after a decision.
 func cardHeader(r hbrbot.Request) []slack.Block {
 	jobs := len(r.Batches())
-	lines := []string{
+	var lines []string
+	if r.DryRun {
+		lines = append(lines, dryRunLine)
+	}
+	lines = append(lines,
 		fmt.Sprintf("*HBR client upgrade* requested by <@%s>", r.RequesterID),
 		fmt.Sprintf("*Region:* `%s`   *Account:* %s", r.Spec.Region, account(r.Spec)),
 		fmt.Sprintf("*Targets:* %s, %s (%s)", plural(len(r.Spec.InstanceIDs), "ECS instance"),
 			plural(len(r.Spec.ClientIDs), "HBR client"), plural(jobs, "HBR job")),
+	)
+	if r.RequiredApprovals > 1 {
+		lines = append(lines, approvalsLine(r))
 	}
 	blocks := []slack.Block{section(strings.Join(lines, "\n"))}
 	// Keep room for the header, the context line and the actions.
@@ -106,9 +113,32 @@ func cardHeader(r hbrbot.Request) []slack.Block {
 	return blocks
 }
 
+// dryRunLine starts every card and report of a dry run.
+const dryRunLine = ":test_tube: *DRY RUN*: nothing will be submitted to HBR."
+
+func approvalsLine(r hbrbot.Request) string {
+	who := "none yet"
+	if len(r.Approvals) > 0 {
+		var mentions []string
+		for _, a := range r.Approvals {
+			mentions = append(mentions, "<@"+a+">")
+		}
+		who = strings.Join(mentions, ", ")
+	}
+	line := fmt.Sprintf("*Approvals:* %d of %d (%s)", len(r.Approvals), r.RequiredApprovals, who)
+	if left := r.RequiredApprovals - len(r.Approvals); r.State == hbrbot.RequestPending && left > 0 {
+		line += fmt.Sprintf(": %s more needed", plural(left, "approval"))
+	}
+	return line
+}
+
 // cardFallback is the card's notification text.
 func cardFallback(r hbrbot.Request) string {
-	return fmt.Sprintf("HBR client upgrade of %s in %s requested by <@%s>: %s", plural(r.Spec.Len(), "ID"),
+	prefix := ""
+	if r.DryRun {
+		prefix = "DRY RUN: "
+	}
+	return prefix + fmt.Sprintf("HBR client upgrade of %s in %s requested by <@%s>: %s", plural(r.Spec.Len(), "ID"),
 		r.Spec.Region, r.RequesterID, cardStateText(r))
 }
 
@@ -181,6 +211,7 @@ var outcomeGroups = []struct {
 	{hbrbot.OutcomeTimedOut, ":hourglass: Timed out", "timed out"},
 	{hbrbot.OutcomeExpired, ":hourglass: Expired", "expired"},
 	{hbrbot.OutcomeCancelled, ":no_entry_sign: Cancelled", "cancelled"},
+	{hbrbot.OutcomeDryRun, ":test_tube: Would be upgraded (dry run)", "would be upgraded"},
 	{hbrbot.OutcomeUpgraded, ":white_check_mark: Upgraded", "upgraded"},
 }
 
@@ -201,7 +232,12 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		task = fmt.Sprintf(" (task `%s`)", b.TaskID)
 	}
 	summary := fmt.Sprintf("*%s%s %s:* %s", jobName(b), task, finalText(b), strings.Join(counts, " · "))
-	lines := []string{summary}
+	var lines []string
+	if b.DryRun {
+		summary = "DRY RUN " + summary
+		lines = append(lines, dryRunLine)
+	}
+	lines = append(lines, summary)
 	if b.Error != nil {
 		if b.Error.Unknown {
 			lines = append(lines, "HBR may or may not have started this job, so it was not resubmitted. Check the clients in the HBR console before trying again. ("+truncate(b.Error.Message, 200)+")")
@@ -249,6 +285,8 @@ func finalText(b hbrbot.Batch) string {
 		return "expired"
 	case hbrbot.JobCancelled:
 		return "was cancelled"
+	case hbrbot.JobDryRun:
+		return "dry run ended"
 	case hbrbot.JobTimedOut:
 		return fmt.Sprintf("timed out (no end %s after it started)", b.Deadline.Sub(b.Started).Round(time.Second))
 	}

@@ -47,12 +47,16 @@ const (
 	varTaskTimeout       = "HBRBOT_TASK_TIMEOUT"
 	varRequestTTL        = "HBRBOT_REQUEST_TTL"
 	varApprovers         = "HBRBOT_APPROVERS"
+	varRequesters        = "HBRBOT_REQUESTERS"
+	varRequiredApprovals = "HBRBOT_REQUIRED_APPROVALS"
 	varAllowSelfApproval = "HBRBOT_ALLOW_SELF_APPROVAL"
 	varAllowedChannels   = "HBRBOT_ALLOWED_CHANNELS"
 	varMaxTargets        = "HBRBOT_MAX_TARGETS"
 	varHTTPAddr          = "HBRBOT_HTTP_ADDR"
 	varLease             = "HBRBOT_LEASE"
 	varHBRRateLimit      = "HBRBOT_HBR_RATE_LIMIT"
+	varPolicyFile        = "HBRBOT_POLICY_FILE"
+	varDryRun            = "HBRBOT_DRY_RUN"
 )
 
 // Limits enforced by Load.
@@ -128,6 +132,12 @@ type Config struct {
 	// user-group IDs (S...), without duplicates, in the order given. Empty
 	// means anyone may approve.
 	Approvers []string
+	// Requesters is HBRBOT_REQUESTERS, the same form as Approvers: who may
+	// ask for an upgrade. Empty means anyone.
+	Requesters []string
+	// RequiredApprovals is HBRBOT_REQUIRED_APPROVALS, default 1: how many
+	// distinct approvers must approve (N of M).
+	RequiredApprovals int
 	// AllowSelfApproval is HBRBOT_ALLOW_SELF_APPROVAL, default false.
 	AllowSelfApproval bool
 	// AllowedChannels is HBRBOT_ALLOWED_CHANNELS: Slack channel IDs (C...,
@@ -149,6 +159,11 @@ type Config struct {
 	// calls per minute that all replicas together make (HBR allows 600 per
 	// API and account).
 	HBRRateLimit int
+	// PolicyFile is HBRBOT_POLICY_FILE: per-channel rules (YAML); the
+	// variables above are its defaults. Empty: no file.
+	PolicyFile string
+	// DryRun is HBRBOT_DRY_RUN: never call UpgradeBackupClients.
+	DryRun bool
 }
 
 // rawConfig is what caarlos0/env reads: types, defaults and required
@@ -171,12 +186,16 @@ type rawConfig struct {
 	TaskTimeout       time.Duration `env:"HBRBOT_TASK_TIMEOUT" envDefault:"20m"`
 	RequestTTL        time.Duration `env:"HBRBOT_REQUEST_TTL" envDefault:"1h"`
 	Approvers         []string      `env:"HBRBOT_APPROVERS" envSeparator:","`
+	Requesters        []string      `env:"HBRBOT_REQUESTERS" envSeparator:","`
+	RequiredApprovals int           `env:"HBRBOT_REQUIRED_APPROVALS" envDefault:"1"`
 	AllowSelfApproval bool          `env:"HBRBOT_ALLOW_SELF_APPROVAL" envDefault:"false"`
 	AllowedChannels   []string      `env:"HBRBOT_ALLOWED_CHANNELS" envSeparator:","`
 	MaxTargets        int           `env:"HBRBOT_MAX_TARGETS" envDefault:"500"`
 	HTTPAddr          string        `env:"HBRBOT_HTTP_ADDR" envDefault:":8080"`
 	Lease             time.Duration `env:"HBRBOT_LEASE" envDefault:"1m"`
 	HBRRateLimit      int           `env:"HBRBOT_HBR_RATE_LIMIT" envDefault:"300"`
+	PolicyFile        string        `env:"HBRBOT_POLICY_FILE"`
+	DryRun            bool          `env:"HBRBOT_DRY_RUN" envDefault:"false"`
 }
 
 var (
@@ -224,6 +243,19 @@ func Load(getenv func(string) string, envFile string) (Config, error) {
 		getenv = os.Getenv
 	}
 
+	environ, err := environment(getenv, envFile)
+	if err != nil {
+		return Config{}, err
+	}
+	return parse(environ, nil)
+}
+
+// environment collects the known variables: getenv's values first, the
+// .env file's for the rest.
+func environment(getenv func(string) string, envFile string) (map[string]string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
 	var fileValues map[string]string
 	if envFile != "" {
 		m, err := godotenv.Read(envFile)
@@ -234,7 +266,7 @@ func Load(getenv func(string) string, envFile string) (Config, error) {
 		default:
 			// The file's variables are unknown, so checking the rest would
 			// only add noise ("required" for what the file meant to set).
-			return Config{}, &Error{Problems: []Problem{{Var: envFile, Reason: dotenvReason(err)}}}
+			return nil, &Error{Problems: []Problem{{Var: envFile, Reason: dotenvReason(err)}}}
 		}
 	}
 
@@ -249,16 +281,42 @@ func Load(getenv func(string) string, envFile string) (Config, error) {
 		}
 	}
 
+	return environ, nil
+}
+
+// parse validates environ; with only set, problems of other variables are
+// ignored (their fields may then be zero).
+func parse(environ map[string]string, only map[string]bool) (Config, error) {
 	v := validator{environ: environ, failed: map[string]bool{}}
 	var raw rawConfig
 	if err := env.ParseWithOptions(&raw, env.Options{Environment: environ}); err != nil {
 		v.envError(err)
 	}
 	cfg := v.validate(raw)
+	if only != nil {
+		kept := v.problems[:0]
+		for _, p := range v.problems {
+			if only[p.Var] {
+				kept = append(kept, p)
+			}
+		}
+		v.problems = kept
+	}
 	if len(v.problems) > 0 {
 		return Config{}, v.err()
 	}
 	return cfg, nil
+}
+
+// LoadRedis reads only what reaching Redis needs (REDIS_URL, REDIS_MODE),
+// for commands such as `hbrbot audit` that need nothing else.
+func LoadRedis(getenv func(string) string, envFile string) (url, mode string, err error) {
+	environ, err := environment(getenv, envFile)
+	if err != nil {
+		return "", "", err
+	}
+	cfg, err := parse(environ, map[string]bool{varRedisURL: true, varRedisMode: true})
+	return cfg.RedisURL, cfg.RedisMode, err
 }
 
 // validator collects problems.
@@ -385,6 +443,15 @@ func (v *validator) validate(raw rawConfig) Config {
 
 	c.Approvers = v.ids(varApprovers, raw.Approvers, approverRE, "Slack user or user-group IDs (U..., W..., S...)")
 	c.AllowSelfApproval = raw.AllowSelfApproval
+	c.Requesters = v.ids(varRequesters, raw.Requesters, approverRE, "Slack user or user-group IDs (U..., W..., S...)")
+	if !v.failed[varRequiredApprovals] {
+		if raw.RequiredApprovals < 1 || raw.RequiredApprovals > 10 {
+			v.add(varRequiredApprovals, "%d is not between 1 and 10", raw.RequiredApprovals)
+		}
+		c.RequiredApprovals = raw.RequiredApprovals
+	}
+	c.PolicyFile = raw.PolicyFile
+	c.DryRun = raw.DryRun
 	c.AllowedChannels = v.ids(varAllowedChannels, raw.AllowedChannels, channelRE, "Slack channel IDs (C..., G..., D...)")
 
 	if !v.failed[varMaxTargets] {

@@ -194,6 +194,9 @@ func TestValid(t *testing.T) {
 			}
 			return eq(c.PollMinInterval, time.Second)
 		}},
+		{"governance", map[string]string{"HBRBOT_REQUESTERS": "U0A,S0SRE", "HBRBOT_REQUIRED_APPROVALS": "2", "HBRBOT_DRY_RUN": "true", "HBRBOT_POLICY_FILE": "policy.yaml"}, func(c Config) error {
+			return eq(fmt.Sprintln(c.Requesters, c.RequiredApprovals, c.DryRun, c.PolicyFile), "[U0A S0SRE] 2 true policy.yaml\n")
+		}},
 		{"lease", map[string]string{"HBRBOT_LEASE": "5s"}, func(c Config) error {
 			return eq(c.Lease, 5*time.Second)
 		}},
@@ -310,6 +313,8 @@ func TestInvalid(t *testing.T) {
 		{"sentinel without master", map[string]string{"REDIS_MODE": "sentinel", "REDIS_URL": "redis://10.0.0.1:26379"}, "REDIS_URL", "master_name"},
 		{"poll policy unknown", map[string]string{"HBRBOT_POLL_POLICY": "lazy"}, "HBRBOT_POLL_POLICY", "not adaptive or fixed"},
 		{"poll min above interval", map[string]string{"HBRBOT_POLL_MIN_INTERVAL": "1m"}, "HBRBOT_POLL_MIN_INTERVAL", "not between 100ms and HBRBOT_POLL_INTERVAL (10s)"},
+		{"required approvals zero", map[string]string{"HBRBOT_REQUIRED_APPROVALS": "0"}, "HBRBOT_REQUIRED_APPROVALS", "not between 1 and 10"},
+		{"bad requester", map[string]string{"HBRBOT_REQUESTERS": "alice"}, "HBRBOT_REQUESTERS", "alice"},
 		{"lease too short", map[string]string{"HBRBOT_LEASE": "1s"}, "HBRBOT_LEASE", "less than the minimum 5s"},
 		{"lease garbage", map[string]string{"HBRBOT_LEASE": "long"}, "HBRBOT_LEASE", `"long" is not a duration`},
 		{"rate limit zero", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "0"}, "HBRBOT_HBR_RATE_LIMIT", "not between 1 and 6000"},
@@ -705,8 +710,9 @@ func TestVariableNames(t *testing.T) {
 		"ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN",
 		"ALIBABA_CLOUD_REGION_ID", "HBR_ENDPOINT", "REDIS_URL", "REDIS_MODE",
 		"HBRBOT_POLL_INTERVAL", "HBRBOT_POLL_POLICY", "HBRBOT_POLL_MIN_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
-		"HBRBOT_APPROVERS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
+		"HBRBOT_APPROVERS", "HBRBOT_REQUESTERS", "HBRBOT_REQUIRED_APPROVALS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
 		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",
+		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN",
 	}
 	if !slices.Equal(varNames, want) {
 		t.Errorf("variables %v, want %v", varNames, want)

@@ -57,12 +57,16 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration(varTaskTimeout, r.TaskTimeout),
 		slog.Duration(varRequestTTL, r.RequestTTL),
 		slog.Any(varApprovers, r.Approvers),
+		slog.Any(varRequesters, r.Requesters),
+		slog.Int(varRequiredApprovals, r.RequiredApprovals),
 		slog.Bool(varAllowSelfApproval, r.AllowSelfApproval),
 		slog.Any(varAllowedChannels, r.AllowedChannels),
 		slog.Int(varMaxTargets, r.MaxTargets),
 		slog.String(varHTTPAddr, r.HTTPAddr),
 		slog.Duration(varLease, r.Lease),
 		slog.Int(varHBRRateLimit, r.HBRRateLimit),
+		slog.String(varPolicyFile, r.PolicyFile),
+		slog.Bool(varDryRun, r.DryRun),
 	)
 }
 

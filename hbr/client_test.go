@@ -871,7 +871,7 @@ func TestDescribeTaskRetriesBrokenAnswers(t *testing.T) {
 	if n := calls.Load(); n != 4 {
 		t.Errorf("%d calls, want 4", n)
 	}
-	want := hbrbot.Task{ID: "t-one", Description: "completed", Progress: 100,
+	want := hbrbot.Task{ID: "t-one", RequestID: "R-3", Description: "completed", Progress: 100,
 		Result: `[{"instanceId":"i-one","clientStatus":"ACTIVATED"}]`, Created: time.Unix(1700000000, 0)}
 	if !reflect.DeepEqual(task, want) {
 		t.Errorf("task = %+v, want %+v", task, want)

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -101,6 +102,8 @@ func requestFields(r hbrbot.Request) (map[string]any, error) {
 		"state":      string(r.State),
 		"card_ts":    r.CardTS,
 		"expires_at": msString(r.ExpiresAt),
+		"required":   strconv.Itoa(max(r.RequiredApprovals, 1)),
+		"approvals":  "",
 	}, nil
 }
 
@@ -155,31 +158,49 @@ func decodeRequest(id string, vals map[string]string) (hbrbot.Request, error) {
 	r.State = hbrbot.RequestState(vals["state"])
 	r.CardTS = vals["card_ts"]
 	r.DecidedBy = vals["decided_by"]
+	r.Approvals = nil
+	if a := vals["approvals"]; a != "" {
+		r.Approvals = strings.Split(a, ",")
+	}
 	if v, err := strconv.ParseInt(vals["decided_at"], 10, 64); err == nil {
 		r.DecidedAt = time.UnixMilli(v)
 	}
 	return r, nil
 }
 
-// decideScript moves a pending request to its decision, once. With an
-// approval it creates the batches in the same step, so a decided request
-// always has its work scheduled. It returns the request's state after the
-// call and whether this call decided it.
+// decideScript moves a pending request to its decision, once. An approval
+// is recorded (each approver once) until the required number is reached;
+// the last one approves the request and creates its batches in the same
+// step, so a decided request always has its work scheduled. It returns the
+// request's state after the call and whether this call changed anything.
 var decideScript = redis.NewScript(`
 local req, due = KEYS[1], KEYS[2]
 local state = redis.call('HGET', req, 'state')
 if not state then return {'', 0} end
 if state ~= 'pending' then return {state, 0} end
-local now, want = tonumber(ARGV[1]), ARGV[2]
+local now, want, by = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 if want ~= 'expired' and now >= tonumber(redis.call('HGET', req, 'expires_at')) then
   want = 'expired'
+  by = ''
 end
-local by = ARGV[3]
-if want == 'expired' then by = '' end
-redis.call('HSET', req, 'state', want, 'decided_by', by, 'decided_at', ARGV[1])
 if ARGV[4] ~= '' and redis.call('HGET', req, 'card_ts') == '' then
   redis.call('HSET', req, 'card_ts', ARGV[4])
 end
+if want == 'approved' then
+  local list = redis.call('HGET', req, 'approvals') or ''
+  local n = 0
+  for u in string.gmatch(list, '[^,]+') do
+    if u == by then return {'pending', 0} end
+    n = n + 1
+  end
+  if list == '' then list = by else list = list .. ',' .. by end
+  redis.call('HSET', req, 'approvals', list)
+  if n + 1 < tonumber(redis.call('HGET', req, 'required') or '1') then
+    redis.call('ZADD', due, ARGV[1], ARGV[6]) -- the card shows the count
+    return {'pending', 1}
+  end
+end
+redis.call('HSET', req, 'state', want, 'decided_by', by, 'decided_at', ARGV[1])
 redis.call('ZREM', due, ARGV[5])
 redis.call('ZADD', due, ARGV[1], ARGV[6])
 if want == 'approved' then
@@ -193,9 +214,11 @@ return {want, 1}
 `)
 
 // Decide applies d to request id if it is still pending. It returns the
-// request as it stands afterwards, and whether this call decided it (false
-// when it was already decided, by this or another replica). A pending
-// request past its expiry is decided as expired whatever d says.
+// request as it stands afterwards, and whether this call changed it: false
+// when it was already decided (by this or another replica) or d's approver
+// had already approved. An approval short of the required number leaves
+// the request pending with one more approval. A pending request past its
+// expiry is decided as expired whatever d says.
 func (s *Store) Decide(ctx context.Context, id string, d hbrbot.Decision) (hbrbot.Request, bool, error) {
 	keys := []string{keyRequest(id), keyDue}
 	args := []any{msString(d.At), string(d.State), d.By, d.CardTS, itemExpiry(id), itemCardSync(id),
@@ -221,6 +244,9 @@ func (s *Store) Decide(ctx context.Context, id string, d hbrbot.Decision) (hbrbo
 		return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, hbrbot.ErrNotFound)
 	}
 	r, err := s.Request(ctx, id)
+	// The state is the script's, atomic with the decision: a re-read may
+	// already show a later approval's outcome.
+	r.State = hbrbot.RequestState(res[0].(string))
 	return r, res[1].(int64) == 1, err
 }
 

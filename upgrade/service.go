@@ -11,11 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/policy"
 )
 
 // Store is the shared state all replicas work from.
@@ -33,6 +34,7 @@ type Store interface {
 	SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, next time.Time) error
 	Reschedule(ctx context.Context, l hbrbot.Lease, next time.Time) error
 	Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error
+	AppendAudit(ctx context.Context, rec hbrbot.AuditRecord) error
 }
 
 // HBR is the part of the HBR API the workflow calls.
@@ -54,8 +56,10 @@ type Chat interface {
 	FindReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.ReportKind) (bool, error)
 	// Tell says text to one user only.
 	Tell(ctx context.Context, to Recipient, text string) error
-	// GroupMembers lists the members of a Slack user group.
-	GroupMembers(ctx context.Context, groupID string) ([]string, error)
+	// InGroup reports whether user is in a Slack user group.
+	InGroup(ctx context.Context, group, user string) (bool, error)
+	// Permalink links to a message.
+	Permalink(ctx context.Context, channel, ts string) (string, error)
 }
 
 // Recipient is a user to tell something privately: through the
@@ -68,14 +72,14 @@ type Recipient struct {
 // retryAfter is an error that says when to try again (Slack's 429).
 type retryAfter interface{ RetryAfter() time.Duration }
 
-// Policy is who may do what.
+// Policy is who may do what, where.
 type Policy struct {
-	DefaultRegion     string
-	Approvers         []string // user IDs (U.../W...) and user-group IDs (S...); empty = anyone
-	AllowSelfApproval bool
-	AllowedChannels   []string // empty = any
-	MaxTargets        int
-	RequestTTL        time.Duration
+	DefaultRegion string
+	RequestTTL    time.Duration
+	// DryRun: no request ever calls UpgradeBackupClients.
+	DryRun bool
+	// Rules per channel; replaced on SIGHUP with SetRules.
+	Rules policy.Set
 }
 
 // Options tune the job tracking.
@@ -105,6 +109,7 @@ type Service struct {
 	hbr    HBR
 	chat   Chat
 	policy Policy
+	rules  atomic.Pointer[policy.Set]
 	opts   Options
 	log    *slog.Logger
 	now    func() time.Time
@@ -137,8 +142,18 @@ func New(store Store, h HBR, chat Chat, p Policy, o Options) *Service {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Service{store: store, hbr: h, chat: chat, policy: p, opts: o, log: o.Logger, now: o.Now,
+	s := &Service{store: store, hbr: h, chat: chat, policy: p, opts: o, log: o.Logger, now: o.Now,
 		kick: make(chan struct{}, 1)}
+	s.SetRules(p.Rules)
+	return s
+}
+
+// SetRules replaces the per-channel rules (a policy file reload). Pending
+// requests keep the number of approvals they were created with.
+func (s *Service) SetRules(set policy.Set) { s.rules.Store(&set) }
+
+func (s *Service) rulesFor(channel string) (policy.Rules, bool) {
+	return s.rules.Load().For(channel)
 }
 
 // storeTimeout bounds the Redis work behind one click or command, so that
@@ -159,14 +174,62 @@ func (inv Invocation) recipient() Recipient {
 	return Recipient{UserID: inv.UserID, ChannelID: inv.ChannelID, ResponseURL: inv.ResponseURL}
 }
 
-// Parse reads a command and checks it against the policy. It touches
-// nothing, so its answer can go into the envelope's acknowledgement. The
-// error is a message for the caller.
+// Parse reads a command and checks it against the channel's rules. It
+// touches nothing, so its answer can go into the envelope's
+// acknowledgement. The error is a message for the caller; Refused records
+// it.
 func (s *Service) Parse(inv Invocation) (hbrbot.Command, error) {
-	if len(s.policy.AllowedChannels) > 0 && !slices.Contains(s.policy.AllowedChannels, inv.ChannelID) {
-		return hbrbot.Command{}, fmt.Errorf("/hbr-upgrade is not enabled in this channel. Ask an admin to add it to HBRBOT_ALLOWED_CHANNELS, or use an allowed channel.")
+	rules, ok := s.rulesFor(inv.ChannelID)
+	if !ok {
+		return hbrbot.Command{}, &policy.Refusal{Rule: "channels",
+			Message: "/hbr-upgrade is not enabled in this channel (HBRBOT_ALLOWED_CHANNELS / the policy file). Use an allowed channel."}
 	}
-	return hbrbot.ParseCommand(inv.Text, s.policy.MaxTargets)
+	cmd, err := hbrbot.ParseCommand(inv.Text, rules.MaxTargets)
+	if err != nil || cmd.Kind != hbrbot.CommandUpgrade {
+		return cmd, err
+	}
+	if cmd.Upgrade.Region == "" {
+		cmd.Upgrade.Region = s.policy.DefaultRegion
+	}
+	if err := rules.CheckRequest(cmd.Upgrade); err != nil {
+		return hbrbot.Command{}, err
+	}
+	return cmd, nil
+}
+
+// Refused records a command that Parse refused.
+func (s *Service) Refused(ctx context.Context, inv Invocation, reason error) {
+	fields := map[string]string{"reason": reason.Error(), "text": excerpt(inv.Text, 200)}
+	var r *policy.Refusal
+	if errors.As(reason, &r) {
+		fields["rule"] = r.Rule
+	}
+	s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditCommandRefused, Actor: inv.UserID, Channel: inv.ChannelID, Fields: fields})
+}
+
+func excerpt(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}
+
+// audit writes one record to the log and to the audit stream.
+func (s *Service) audit(ctx context.Context, rec hbrbot.AuditRecord) {
+	if rec.Time.IsZero() {
+		rec.Time = s.now()
+	}
+	attrs := []any{"event", rec.Event, "request", rec.RequestID, "actor", rec.Actor, "channel", rec.Channel}
+	for k, v := range rec.Fields {
+		attrs = append(attrs, k, v)
+	}
+	s.log.InfoContext(ctx, "audit", attrs...)
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if err := s.store.AppendAudit(actx, rec); err != nil {
+		s.log.WarnContext(ctx, "audit stream unavailable; the log line above is the record", "err", err)
+	}
 }
 
 // Unavailable is what a caller hears when Redis cannot be reached.
@@ -203,13 +266,26 @@ func (s *Service) RequestUpgrade(ctx context.Context, inv Invocation, spec hbrbo
 	if !s.firstDelivery(sctx, inv.EnvelopeID, inv.recipient()) {
 		return
 	}
-	if spec.Region == "" {
-		spec.Region = s.policy.DefaultRegion
+	rules, ok := s.rulesFor(inv.ChannelID)
+	if !ok { // the policy was reloaded since Parse
+		s.tell(ctx, inv.recipient(), "/hbr-upgrade is not enabled in this channel. Nothing was done.")
+		return
+	}
+	allowed, err := policy.Member(ctx, inv.UserID, rules.Requesters, s.chat)
+	if err != nil || !allowed {
+		reason := "You are not allowed to request HBR upgrades in this channel (requesters). Nothing was done."
+		if err != nil {
+			reason = "Could not check whether you may request upgrades (Slack user-group lookup failed). Nothing was done; try again shortly."
+		}
+		s.Refused(ctx, inv, &policy.Refusal{Rule: "requesters", Message: reason})
+		s.tell(ctx, inv.recipient(), reason)
+		return
 	}
 	now := s.now()
 	r := hbrbot.Request{
 		ID: newID(), TeamID: inv.TeamID, ChannelID: inv.ChannelID, RequesterID: inv.UserID,
 		Spec: spec, State: hbrbot.RequestPending, CreatedAt: now, ExpiresAt: now.Add(s.policy.RequestTTL),
+		RequiredApprovals: max(rules.RequiredApprovals, 1), DryRun: spec.DryRun || s.policy.DryRun,
 	}
 	log := s.log.With("request", r.ID, "channel", r.ChannelID, "user", r.RequesterID)
 	if err := s.store.CreateRequest(sctx, r); err != nil {
@@ -217,6 +293,9 @@ func (s *Service) RequestUpgrade(ctx context.Context, inv Invocation, spec hbrbo
 		s.tell(ctx, inv.recipient(), Unavailable)
 		return
 	}
+	s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditCommandAccepted, RequestID: r.ID, Actor: r.RequesterID,
+		Channel: r.ChannelID, Fields: map[string]string{"ids": strings.Join(spec.All(), ","), "region": spec.Region,
+			"cross_account": crossAccount(spec), "dry_run": fmt.Sprint(r.DryRun), "required_approvals": fmt.Sprint(r.RequiredApprovals)}})
 	ts, err := s.chat.PostCard(ctx, r)
 	if err != nil {
 		log.ErrorContext(ctx, "post approval card", "err", err)
@@ -229,7 +308,15 @@ func (s *Service) RequestUpgrade(ctx context.Context, inv Invocation, spec hbrbo
 		// A click carries the card's ts too, so the request still works.
 		log.WarnContext(ctx, "record card ts", "err", err)
 	}
-	log.InfoContext(ctx, "request posted", "ids", spec.Len(), "region", spec.Region, "card", ts)
+	s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditRequestPosted, RequestID: r.ID, Actor: "hbrbot",
+		Channel: r.ChannelID, Fields: map[string]string{"card_ts": ts}})
+}
+
+func crossAccount(spec hbrbot.UpgradeSpec) string {
+	if spec.CrossAccount == nil {
+		return ""
+	}
+	return fmt.Sprintf("%d/%s", spec.CrossAccount.UserID, spec.CrossAccount.RoleName)
 }
 
 // slackReason is a short, secret-free reason from a Slack error.
@@ -288,43 +375,86 @@ func (s *Service) HandleClick(ctx context.Context, c Click) {
 		s.syncCard(ctx, r)
 		return
 	}
-	approver, err := s.isApprover(ctx, c.UserID)
+	rules, ok := s.rulesFor(r.ChannelID)
+	if !ok {
+		s.refuseClick(ctx, to, c, "channels", "/hbr-upgrade is no longer enabled in this channel, so its requests cannot be decided here. Nothing was done.")
+		return
+	}
+	approver, err := policy.Member(ctx, c.UserID, rules.Approvers, s.chat)
 	if err != nil {
 		log.ErrorContext(ctx, "resolve approvers", "err", err)
-		s.tell(ctx, to, "Could not check whether you may approve (Slack user-group lookup failed). Nothing was done; try again shortly.")
+		s.refuseClick(ctx, to, c, "approvers", "Could not check whether you may approve (Slack user-group lookup failed). Nothing was done; try again shortly.")
 		return
 	}
 	var d hbrbot.Decision
 	switch c.Action {
 	case Approve:
-		if c.UserID == r.RequesterID && !s.policy.AllowSelfApproval {
-			s.tell(ctx, to, "You cannot approve your own request: another approver must (two-person rule). Nothing was done.")
+		if c.UserID == r.RequesterID && !rules.AllowSelfApproval {
+			s.refuseClick(ctx, to, c, "self_approval", "You cannot approve your own request: another approver must (two-person rule). Nothing was done.")
 			return
 		}
 		if !approver {
-			s.tell(ctx, to, "You are not an allowed approver for HBR upgrades (HBRBOT_APPROVERS). Nothing was done.")
+			s.refuseClick(ctx, to, c, "approvers", "You are not an allowed approver for HBR upgrades in this channel. Nothing was done.")
 			return
 		}
 		d = hbrbot.Decision{State: hbrbot.RequestApproved, Batches: s.batches(r, c.MessageTS)}
 	case Cancel:
 		if c.UserID != r.RequesterID && !approver {
-			s.tell(ctx, to, "Only the requester or an approver can cancel this request. Nothing was done.")
+			s.refuseClick(ctx, to, c, "cancel", "Only the requester or an approver can cancel this request. Nothing was done.")
 			return
 		}
 		d = hbrbot.Decision{State: hbrbot.RequestCancelled}
 	}
 	d.By, d.At, d.CardTS = c.UserID, s.now(), c.MessageTS
-	r, won, err := s.store.Decide(sctx, r.ID, d)
+	dctx, cancel := context.WithTimeout(ctx, storeTimeout) // the group lookup may have used up sctx
+	defer cancel()
+	r, changed, err := s.store.Decide(dctx, r.ID, d)
 	if err != nil {
 		log.ErrorContext(ctx, "decide", "err", err)
 		s.tell(ctx, to, Unavailable)
 		return
 	}
-	if !won || r.State == hbrbot.RequestExpired {
+	rec := hbrbot.AuditRecord{RequestID: r.ID, Actor: c.UserID, Channel: r.ChannelID,
+		Fields: map[string]string{"action": c.Action.String(), "state": string(r.State)}}
+	switch {
+	case r.State == hbrbot.RequestPending && changed:
+		rec.Event = hbrbot.AuditApprovalAdded
+		rec.Fields["approvals"] = fmt.Sprintf("%d/%d", len(r.Approvals), r.RequiredApprovals)
+		s.audit(ctx, rec)
+		left := r.RequiredApprovals - len(r.Approvals)
+		s.tell(ctx, to, fmt.Sprintf("Your approval is recorded (%d of %d). Waiting for %s.", len(r.Approvals), r.RequiredApprovals, plural(left, "more approval")))
+	case r.State == hbrbot.RequestPending:
+		s.tell(ctx, to, fmt.Sprintf("You have already approved this request; it still needs %s from other approvers.", plural(r.RequiredApprovals-len(r.Approvals), "approval")))
+	case changed && r.State != hbrbot.RequestExpired:
+		rec.Event = hbrbot.AuditDecided
+		rec.Fields["approvals"] = strings.Join(r.Approvals, ",")
+		s.audit(ctx, rec)
+	default:
 		s.tell(ctx, to, alreadyDecided(r))
 	}
-	log.InfoContext(ctx, "request decided", "state", r.State, "by", r.DecidedBy, "won", won)
+	log.InfoContext(ctx, "click", "action", c.Action, "state", r.State, "changed", changed)
 	s.Kick()
+}
+
+// refuseClick tells the clicker why nothing happened, and records it.
+func (s *Service) refuseClick(ctx context.Context, to Recipient, c Click, rule, msg string) {
+	s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditClickRefused, RequestID: c.RequestID, Actor: c.UserID,
+		Channel: c.ChannelID, Fields: map[string]string{"action": c.Action.String(), "rule": rule, "reason": msg}})
+	s.tell(ctx, to, msg)
+}
+
+func (a Action) String() string {
+	if a == Approve {
+		return "approve"
+	}
+	return "cancel"
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 func alreadyDecided(r hbrbot.Request) string {
@@ -359,29 +489,10 @@ func (s *Service) batches(r hbrbot.Request, cardTS string) []hbrbot.Batch {
 	out := make([]hbrbot.Batch, len(parts))
 	for i, t := range parts {
 		out[i] = hbrbot.Batch{RequestID: r.ID, Index: i, Of: len(parts), Targets: t, Region: r.Spec.Region,
-			CrossAccount: r.Spec.CrossAccount, ChannelID: r.ChannelID, ThreadTS: cardTS, State: hbrbot.BatchPending}
+			CrossAccount: r.Spec.CrossAccount, DryRun: r.DryRun, ChannelID: r.ChannelID, ThreadTS: cardTS,
+			State: hbrbot.BatchPending}
 	}
 	return out
-}
-
-// isApprover checks user against HBRBOT_APPROVERS, resolving user groups.
-func (s *Service) isApprover(ctx context.Context, user string) (bool, error) {
-	if len(s.policy.Approvers) == 0 || slices.Contains(s.policy.Approvers, user) {
-		return true, nil
-	}
-	for _, a := range s.policy.Approvers {
-		if !strings.HasPrefix(a, "S") {
-			continue
-		}
-		members, err := s.chat.GroupMembers(ctx, a)
-		if err != nil {
-			return false, fmt.Errorf("members of %s: %w", a, err)
-		}
-		if slices.Contains(members, user) {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // Kick wakes the local worker: work was just scheduled.

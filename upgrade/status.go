@@ -38,13 +38,14 @@ func (s *Service) statusText(ctx context.Context, channel string) (string, error
 	var lines []string
 	for _, r := range reqs {
 		age := now.Sub(r.CreatedAt).Truncate(time.Second)
+		link := s.link(ctx, r)
 		switch r.State {
 		case hbrbot.RequestPending:
 			if now.After(r.ExpiresAt) {
 				continue
 			}
-			lines = append(lines, fmt.Sprintf("• `%s` awaiting approval: %d IDs in %s, requested by <@%s> %s ago",
-				r.ID, r.Spec.Len(), r.Spec.Region, r.RequesterID, age))
+			lines = append(lines, fmt.Sprintf("• %s awaiting approval (%d of %d): %d IDs in %s, requested by <@%s> %s ago%s",
+				link, len(r.Approvals), r.RequiredApprovals, r.Spec.Len(), r.Spec.Region, r.RequesterID, age, dry(r.DryRun)))
 		case hbrbot.RequestApproved:
 			batches, err := s.store.Batches(ctx, r)
 			if err != nil {
@@ -54,8 +55,8 @@ func (s *Service) statusText(ctx context.Context, channel string) (string, error
 				if b.State == hbrbot.BatchFinished && b.Reported[hbrbot.ReportFinal] == hbrbot.ReportPosted {
 					continue
 				}
-				lines = append(lines, fmt.Sprintf("• `%s` job %d/%d (%d IDs): %s, approved by <@%s> %s ago",
-					r.ID, b.Index+1, b.Of, b.Targets.Len(), batchState(b), r.DecidedBy, age))
+				lines = append(lines, fmt.Sprintf("• %s job %d/%d (%d IDs): %s, approved by <@%s> %s ago%s",
+					link, b.Index+1, b.Of, b.Targets.Len(), batchState(b, now), r.DecidedBy, age, dry(r.DryRun)))
 			}
 		}
 	}
@@ -65,14 +66,35 @@ func (s *Service) statusText(ctx context.Context, channel string) (string, error
 	return "*In flight in this channel:*\n" + strings.Join(lines, "\n"), nil
 }
 
-func batchState(b hbrbot.Batch) string {
+func batchState(b hbrbot.Batch, now time.Time) string {
 	switch b.State {
 	case hbrbot.BatchPending:
 		return "waiting to be submitted"
 	case hbrbot.BatchSubmitting:
 		return "being submitted"
 	case hbrbot.BatchRunning:
-		return fmt.Sprintf("running as `%s`, %d%%", b.TaskID, max(b.Progress, 0))
+		return fmt.Sprintf("running as `%s`, %d%% after %s", b.TaskID, max(b.Progress, 0), now.Sub(b.Started).Truncate(time.Second))
 	}
 	return "ended, report being posted"
+}
+
+func dry(on bool) string {
+	if on {
+		return " (dry run)"
+	}
+	return ""
+}
+
+// link is the request's ID, linked to its card when Slack gives a
+// permalink.
+func (s *Service) link(ctx context.Context, r hbrbot.Request) string {
+	if r.CardTS == "" {
+		return "`" + r.ID + "`"
+	}
+	url, err := s.chat.Permalink(ctx, r.ChannelID, r.CardTS)
+	if err != nil {
+		s.log.WarnContext(ctx, "permalink", "request", r.ID, "err", err)
+		return "`" + r.ID + "`"
+	}
+	return "<" + url + "|" + r.ID + ">"
 }

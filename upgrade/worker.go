@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,7 +129,7 @@ func (s *Service) syncCardNow(ctx context.Context, l hbrbot.Lease) error {
 	if err != nil {
 		return err
 	}
-	if r.CardTS != "" && r.State != hbrbot.RequestPending {
+	if r.CardTS != "" { // pending too: the card shows the approvals so far
 		if err := s.chat.UpdateCard(ctx, r); err != nil {
 			return fmt.Errorf("update card of %s: %w", r.ID, err)
 		}
@@ -206,6 +207,8 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 				return err
 			}
 			log.InfoContext(ctx, "batch reported", "task", b.TaskID, "final", b.Final)
+			s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditJobFinished, RequestID: b.RequestID, Actor: "hbrbot",
+				Channel: b.ChannelID, Fields: outcomeFields(b)})
 			return s.store.SaveBatch(ctx, l, b, time.Time{})
 		default:
 			return fmt.Errorf("batch %s: unknown state %q", b.Key(), b.State)
@@ -214,9 +217,33 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 }
 
 // submit calls UpgradeBackupClients for b and returns b as it stands after.
+// A dry run calls nothing and ends at once.
 func (s *Service) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) hbrbot.Batch {
+	if b.DryRun {
+		b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobDryRun
+		s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditHBRCall, RequestID: b.RequestID, Actor: "hbrbot", Channel: b.ChannelID,
+			Fields: map[string]string{"action": "UpgradeBackupClients", "dry_run": "true", "batch": b.Key(), "ids": strings.Join(b.Targets.All(), ",")}})
+		return b
+	}
 	sub, err := s.hbr.UpgradeBackupClients(ctx, b.Region, b.Targets, b.CrossAccount)
 	now := s.now()
+	fields := map[string]string{"action": "UpgradeBackupClients", "batch": b.Key(), "ids": strings.Join(b.Targets.All(), ","),
+		"region": b.Region, "hbr_request_id": sub.RequestID, "task_id": sub.TaskID, "error_code": hbrbot.ErrorCode(err)}
+	if errors.Is(err, hbrbot.ErrOutcomeUnknown) {
+		fields["error_code"] = "OutcomeUnknown"
+	}
+	var he *hbrbot.HBRError
+	if errors.As(err, &he) {
+		fields["hbr_request_id"] = he.RequestID
+	}
+	if len(sub.Invalid) > 0 {
+		var inv []string
+		for _, iv := range sub.Invalid {
+			inv = append(inv, iv.ID+":"+iv.ErrorCode)
+		}
+		fields["invalid"] = strings.Join(inv, ",")
+	}
+	s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditHBRCall, RequestID: b.RequestID, Actor: "hbrbot", Channel: b.ChannelID, Fields: fields})
 	switch {
 	case errors.Is(err, hbrbot.ErrOutcomeUnknown):
 		log.ErrorContext(ctx, "upgrade outcome unknown; not resubmitting", "err", err)
@@ -252,6 +279,12 @@ func (s *Service) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) 
 func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (time.Time, error) {
 	task, err := s.hbr.DescribeTask(ctx, b.Region, b.TaskID)
 	now := s.now()
+	fields := map[string]string{"action": "DescribeTask", "batch": b.Key(), "task_id": b.TaskID,
+		"hbr_request_id": task.RequestID, "error_code": hbrbot.ErrorCode(err)}
+	if err == nil {
+		fields["progress"], fields["description"] = fmt.Sprint(task.Progress), task.Description
+	}
+	s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditHBRCall, RequestID: b.RequestID, Actor: "hbrbot", Channel: b.ChannelID, Fields: fields})
 	if err != nil {
 		if !now.Before(b.Deadline) {
 			log.WarnContext(ctx, "job timed out; last poll failed", "task", b.TaskID, "err", err)
@@ -322,6 +355,26 @@ func (s *Service) report(ctx context.Context, l hbrbot.Lease, b *hbrbot.Batch, k
 	if err := s.chat.PostReport(ctx, *b, kind); err != nil {
 		return fmt.Errorf("post %s report of %s: %w", kind, b.Key(), err)
 	}
+	s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditReportPosted, RequestID: b.RequestID, Actor: "hbrbot",
+		Channel: b.ChannelID, Fields: map[string]string{"batch": b.Key(), "kind": string(kind), "task_id": b.TaskID}})
 	b.Reported[kind] = hbrbot.ReportPosted
 	return s.store.SaveBatch(ctx, l, *b, l.Until)
+}
+
+// outcomeFields summarises an ended batch for the audit trail.
+func outcomeFields(b hbrbot.Batch) map[string]string {
+	f := map[string]string{"batch": b.Key(), "task_id": b.TaskID, "final": string(b.Final)}
+	var per []string
+	for _, o := range b.Outcomes() {
+		entry := o.ID + ":" + string(o.Kind)
+		if o.Code != "" {
+			entry += ":" + o.Code
+		}
+		per = append(per, entry)
+	}
+	f["outcomes"] = strings.Join(per, ",")
+	for k, n := range hbrbot.Tally(b.Outcomes()) {
+		f[string(k)] = fmt.Sprint(n)
+	}
+	return f
 }

@@ -414,10 +414,11 @@ func TestStatus(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
 	h.command(requester, "i-aaa i-bbb")
-	card := h.awaitCard(1)
+	h.awaitCard(1)
+	h.awaitLog(`"event":"request_posted"`) // the card's ts is recorded
 	h.command(approver, "status")
-	h.awaitTold(approver, "awaiting approval: 2 IDs in cn-hangzhou")
-	_ = card
+	h.awaitTold(approver, "awaiting approval (0 of 1): 2 IDs in cn-hangzhou")
+	h.awaitTold(approver, "/archives/"+channel+"/p")
 }
 
 // TestRedisDown: with Redis unreachable a command is still acked and the

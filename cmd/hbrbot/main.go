@@ -25,6 +25,7 @@ import (
 	"github.com/hbrbot/hbrbot/config"
 	"github.com/hbrbot/hbrbot/hbr"
 	"github.com/hbrbot/hbrbot/health"
+	"github.com/hbrbot/hbrbot/policy"
 	"github.com/hbrbot/hbrbot/redisstore"
 	"github.com/hbrbot/hbrbot/upgrade"
 )
@@ -47,6 +48,9 @@ const shutdownGrace = 8 * time.Second
 
 // run is the whole program: ctx ending is the stop signal.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 1 && args[1] == "audit" {
+		return runAudit(ctx, args[2:], getenv, stdout, stderr)
+	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -66,7 +70,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	rules, err := loadRules(cfg)
+	if err != nil {
+		return err
+	}
 	log.Info("starting", "version", version, "config", cfg)
+	if cfg.DryRun {
+		log.Warn("HBRBOT_DRY_RUN is on: UpgradeBackupClients is never called")
+	}
 
 	rdb, embedded, closeRedis, err := redisstore.Connect(cfg.RedisURL, cfg.RedisMode)
 	if err != nil {
@@ -93,8 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	api := slack.New(cfg.SlackBotToken, slack.OptionAppLevelToken(cfg.SlackAppToken), slack.OptionAPIURL(cfg.SlackAPIURL))
 	messenger := bot.NewMessenger(api)
 	svc := upgrade.New(store, hbrClient, messenger, upgrade.Policy{
-		DefaultRegion: cfg.Region, Approvers: cfg.Approvers, AllowSelfApproval: cfg.AllowSelfApproval,
-		AllowedChannels: cfg.AllowedChannels, MaxTargets: cfg.MaxTargets, RequestTTL: cfg.RequestTTL,
+		DefaultRegion: cfg.Region, RequestTTL: cfg.RequestTTL, DryRun: cfg.DryRun, Rules: rules,
 	}, upgrade.Options{
 		PollInterval: cfg.PollInterval, Adaptive: cfg.PollPolicy == "adaptive", MinPollInterval: cfg.PollMinInterval,
 		TaskTimeout: cfg.TaskTimeout, Lease: cfg.Lease, Logger: log,
@@ -135,6 +145,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	})
 	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error { return reloadOnHangup(gctx, cfg, svc, log) })
 	g.Go(func() error {
 		<-gctx.Done()
 		timer := time.AfterFunc(shutdownGrace, cancelWork)
@@ -146,4 +157,46 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = g.Wait()
 	log.Info("stopped", "err", err)
 	return err
+}
+
+// loadRules builds the per-channel rules: the environment's as the default,
+// overlaid by the policy file when there is one.
+func loadRules(cfg config.Config) (policy.Set, error) {
+	base := policy.Rules{
+		Approvers: cfg.Approvers, Requesters: cfg.Requesters, RequiredApprovals: cfg.RequiredApprovals,
+		AllowSelfApproval: cfg.AllowSelfApproval, MaxTargets: cfg.MaxTargets, CrossAccount: true,
+	}
+	if cfg.PolicyFile != "" {
+		return policy.LoadFile(cfg.PolicyFile, base, cfg.MaxTargets)
+	}
+	set := policy.Set{Channels: map[string]policy.Rules{}}
+	if len(cfg.AllowedChannels) == 0 {
+		set.Default = &base
+	}
+	for _, ch := range cfg.AllowedChannels {
+		set.Channels[ch] = base
+	}
+	return set, nil
+}
+
+// reloadOnHangup reloads the policy file on SIGHUP; a bad file is logged
+// and the rules in force stay.
+func reloadOnHangup(ctx context.Context, cfg config.Config, svc *upgrade.Service, log *slog.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			rules, err := loadRules(cfg)
+			if err != nil {
+				log.Error("policy reload failed; keeping the rules in force", "err", err)
+				continue
+			}
+			svc.SetRules(rules)
+			log.Info("policy reloaded", "file", cfg.PolicyFile)
+		}
+	}
 }
