@@ -158,6 +158,7 @@ type Batch struct {
 	Invalid  []InvalidTarget            `json:"invalid,omitempty"`
 	Started  time.Time                  `json:"started,omitzero"`  // job creation
 	Deadline time.Time                  `json:"deadline,omitzero"` // report as timed out after
+	Ended    time.Time                  `json:"ended,omitzero"`    // the poll that saw the job end
 	Progress int                        `json:"progress"`
 	Final    FinalStatus                `json:"final,omitempty"`
 	Results  []ClientResult             `json:"results,omitempty"`

@@ -30,11 +30,24 @@ type Workflow interface {
 	HandleClick(ctx context.Context, c upgrade.Click)
 }
 
+// Observer is told of commands (by outcome: accepted, refused, help,
+// status) and of the connection's state.
+type Observer interface {
+	Command(outcome string)
+	SocketConnected(up bool)
+}
+
+type noObserver struct{}
+
+func (noObserver) Command(string)       {}
+func (noObserver) SocketConnected(bool) {}
+
 // Bot is one Socket Mode connection and the work it hands on.
 type Bot struct {
 	sm        *socketmode.Client
 	flow      Workflow
 	log       *slog.Logger
+	obs       Observer
 	connected atomic.Bool
 	inflight  sync.WaitGroup
 }
@@ -43,9 +56,18 @@ type Bot struct {
 // long a shutdown waits for that work.
 const handlerTimeout = 7 * time.Second
 
-// New builds a bot on api, which must carry the app-level token.
-func New(api *slack.Client, flow Workflow, log *slog.Logger) *Bot {
-	return &Bot{sm: socketmode.New(api), flow: flow, log: log}
+// New builds a bot on api, which must carry the app-level token; obs may
+// be nil.
+func New(api *slack.Client, flow Workflow, log *slog.Logger, obs Observer) *Bot {
+	if obs == nil {
+		obs = noObserver{}
+	}
+	return &Bot{sm: socketmode.New(api), flow: flow, log: log, obs: obs}
+}
+
+func (b *Bot) setConnected(up bool) {
+	b.connected.Store(up)
+	b.obs.SocketConnected(up)
 }
 
 // Connected reports whether the Socket Mode connection is up.
@@ -60,7 +82,7 @@ func (b *Bot) Run(ctx context.Context) error {
 	for {
 		select {
 		case err := <-runErr:
-			b.connected.Store(false)
+			b.setConnected(false)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -74,12 +96,12 @@ func (b *Bot) Run(ctx context.Context) error {
 func (b *Bot) handle(ctx context.Context, evt socketmode.Event) {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting, socketmode.EventTypeConnectionError, socketmode.EventTypeInvalidAuth:
-		b.connected.Store(false)
+		b.setConnected(false)
 		if evt.Type != socketmode.EventTypeConnecting {
 			b.log.WarnContext(ctx, "slack connection problem", "event", evt.Type, "detail", evt.Data)
 		}
 	case socketmode.EventTypeHello:
-		b.connected.Store(true)
+		b.setConnected(true)
 		b.log.InfoContext(ctx, "slack connected")
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := evt.Data.(slack.SlashCommand)
@@ -141,17 +163,21 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 	parsed, err := b.flow.Parse(inv)
 	if err != nil {
 		b.log.InfoContext(ctx, "command refused", "user", cmd.UserID, "channel", cmd.ChannelID, "err", err)
+		b.obs.Command("refused")
 		b.ack(ctx, req, ephemeral(":x: "+err.Error()+"\nType `"+Command+" help` for usage."))
 		b.spawn(ctx, func(ctx context.Context) { b.flow.Refused(ctx, inv, err) })
 		return
 	}
 	switch parsed.Kind {
 	case hbrbot.CommandHelp:
+		b.obs.Command("help")
 		b.ack(ctx, req, ephemeral(hbrbot.Usage()))
 	case hbrbot.CommandStatus:
+		b.obs.Command("status")
 		b.ack(ctx, req, nil)
 		b.spawn(ctx, func(ctx context.Context) { b.flow.Status(ctx, inv) })
 	case hbrbot.CommandUpgrade:
+		b.obs.Command("accepted")
 		b.ack(ctx, req, nil)
 		b.spawn(ctx, func(ctx context.Context) { b.flow.RequestUpgrade(ctx, inv, parsed.Upgrade) })
 	}

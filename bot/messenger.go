@@ -17,6 +17,7 @@ import (
 // Messenger speaks for the workflow in Slack through the Web API.
 type Messenger struct {
 	api *slack.Client
+	obs SlackObserver
 
 	mu     sync.Mutex
 	groups map[string]groupEntry
@@ -36,9 +37,22 @@ const (
 	groupMissRefresh = 5 * time.Second
 )
 
-// NewMessenger wraps a Web API client.
-func NewMessenger(api *slack.Client) *Messenger {
-	return &Messenger{api: api, groups: map[string]groupEntry{}, now: time.Now}
+// SlackObserver is told of every Web API call: its method and result
+// (ok, ratelimited, error).
+type SlackObserver interface {
+	SlackCall(method, result string)
+}
+
+type noSlackObserver struct{}
+
+func (noSlackObserver) SlackCall(string, string) {}
+
+// NewMessenger wraps a Web API client; obs may be nil.
+func NewMessenger(api *slack.Client, obs SlackObserver) *Messenger {
+	if obs == nil {
+		obs = noSlackObserver{}
+	}
+	return &Messenger{api: api, obs: obs, groups: map[string]groupEntry{}, now: time.Now}
 }
 
 var _ upgrade.Chat = (*Messenger)(nil)
@@ -56,16 +70,19 @@ func (e *RateLimitError) Error() string {
 // RetryAfter says when Slack accepts the call again.
 func (e *RateLimitError) RetryAfter() time.Duration { return e.After }
 
-// wrap names the method and turns a 429 into a RateLimitError. slack-go's
-// errors carry no token.
-func wrap(method string, err error) error {
+// wrap names the method, counts the call and turns a 429 into a
+// RateLimitError. slack-go's errors carry no token.
+func (m *Messenger) wrap(method string, err error) error {
 	if err == nil {
+		m.obs.SlackCall(method, "ok")
 		return nil
 	}
 	var rl *slack.RateLimitedError
 	if errors.As(err, &rl) {
+		m.obs.SlackCall(method, "ratelimited")
 		return &RateLimitError{Method: method, After: rl.RetryAfter}
 	}
+	m.obs.SlackCall(method, "error")
 	return fmt.Errorf("slack %s: %w", method, err)
 }
 
@@ -73,14 +90,14 @@ func wrap(method string, err error) error {
 func (m *Messenger) PostCard(ctx context.Context, r hbrbot.Request) (string, error) {
 	_, ts, err := m.api.PostMessageContext(ctx, r.ChannelID,
 		slack.MsgOptionText(cardFallback(r), false), slack.MsgOptionBlocks(CardBlocks(r)...))
-	return ts, wrap("chat.postMessage", err)
+	return ts, m.wrap("chat.postMessage", err)
 }
 
 // UpdateCard replaces r's card with its decided form.
 func (m *Messenger) UpdateCard(ctx context.Context, r hbrbot.Request) error {
 	_, _, _, err := m.api.UpdateMessageContext(ctx, r.ChannelID, r.CardTS,
 		slack.MsgOptionText(cardFallback(r), false), slack.MsgOptionBlocks(CardBlocks(r)...))
-	return wrap("chat.update", err)
+	return m.wrap("chat.update", err)
 }
 
 func reportMetadata(b hbrbot.Batch, kind hbrbot.ReportKind) slack.SlackMetadata {
@@ -103,7 +120,7 @@ func (m *Messenger) PostReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.
 	_, _, err := m.api.PostMessageContext(ctx, b.ChannelID, slack.MsgOptionTS(b.ThreadTS),
 		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...),
 		slack.MsgOptionMetadata(reportMetadata(b, kind)))
-	return wrap("chat.postMessage", err)
+	return m.wrap("chat.postMessage", err)
 }
 
 // FindReport looks through b's thread for its reply of this kind.
@@ -113,7 +130,7 @@ func (m *Messenger) FindReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.
 	for {
 		msgs, more, cursor, err := m.api.GetConversationRepliesContext(ctx, params)
 		if err != nil {
-			return false, wrap("conversations.replies", err)
+			return false, m.wrap("conversations.replies", err)
 		}
 		for _, msg := range msgs {
 			md := msg.Metadata
@@ -134,21 +151,23 @@ func (m *Messenger) Tell(ctx context.Context, to upgrade.Recipient, text string)
 	if to.ResponseURL != "" {
 		err := slack.PostWebhookContext(ctx, to.ResponseURL, &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral})
 		if err == nil {
+			m.obs.SlackCall("response_url", "ok")
 			return nil
 		}
 		// A response_url serves 5 times in 30 minutes; fall back.
 		if to.ChannelID == "" {
-			return wrap("response_url", err)
+			return m.wrap("response_url", err)
 		}
+		m.wrap("response_url", err)
 	}
 	_, err := m.api.PostEphemeralContext(ctx, to.ChannelID, to.UserID, slack.MsgOptionText(text, false))
-	return wrap("chat.postEphemeral", err)
+	return m.wrap("chat.postEphemeral", err)
 }
 
 // Permalink links to a message.
 func (m *Messenger) Permalink(ctx context.Context, channel, ts string) (string, error) {
 	url, err := m.api.GetPermalinkContext(ctx, &slack.PermalinkParameters{Channel: channel, Ts: ts})
-	return url, wrap("chat.getPermalink", err)
+	return url, m.wrap("chat.getPermalink", err)
 }
 
 // InGroup reports whether user is in a user group. Members are cached for
@@ -164,7 +183,7 @@ func (m *Messenger) InGroup(ctx context.Context, group, user string) (bool, erro
 	}
 	members, err := m.api.GetUserGroupMembersContext(ctx, group)
 	if err != nil {
-		return false, wrap("usergroups.users.list", err)
+		return false, m.wrap("usergroups.users.list", err)
 	}
 	m.mu.Lock()
 	m.groups[group] = groupEntry{members: members, at: m.now()}

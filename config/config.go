@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -57,6 +58,8 @@ const (
 	varHBRRateLimit      = "HBRBOT_HBR_RATE_LIMIT"
 	varPolicyFile        = "HBRBOT_POLICY_FILE"
 	varDryRun            = "HBRBOT_DRY_RUN"
+	varLogFormat         = "HBRBOT_LOG_FORMAT"
+	varLogLevel          = "HBRBOT_LOG_LEVEL"
 )
 
 // Limits enforced by Load.
@@ -164,6 +167,10 @@ type Config struct {
 	PolicyFile string
 	// DryRun is HBRBOT_DRY_RUN: never call UpgradeBackupClients.
 	DryRun bool
+	// LogFormat is HBRBOT_LOG_FORMAT: json (default) or text.
+	LogFormat string
+	// LogLevel is HBRBOT_LOG_LEVEL: debug, info (default), warn or error.
+	LogLevel slog.Level
 }
 
 // rawConfig is what caarlos0/env reads: types, defaults and required
@@ -196,6 +203,8 @@ type rawConfig struct {
 	HBRRateLimit      int           `env:"HBRBOT_HBR_RATE_LIMIT" envDefault:"300"`
 	PolicyFile        string        `env:"HBRBOT_POLICY_FILE"`
 	DryRun            bool          `env:"HBRBOT_DRY_RUN" envDefault:"false"`
+	LogFormat         string        `env:"HBRBOT_LOG_FORMAT" envDefault:"json"`
+	LogLevel          string        `env:"HBRBOT_LOG_LEVEL" envDefault:"info"`
 }
 
 var (
@@ -452,6 +461,13 @@ func (v *validator) validate(raw rawConfig) Config {
 	}
 	c.PolicyFile = raw.PolicyFile
 	c.DryRun = raw.DryRun
+	c.LogFormat = raw.LogFormat
+	if raw.LogFormat != "json" && raw.LogFormat != "text" {
+		v.add(varLogFormat, "%s is not json or text", show(raw.LogFormat))
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(raw.LogLevel)); err != nil {
+		v.add(varLogLevel, "%s is not debug, info, warn or error", show(raw.LogLevel))
+	}
 	c.AllowedChannels = v.ids(varAllowedChannels, raw.AllowedChannels, channelRE, "Slack channel IDs (C..., G..., D...)")
 
 	if !v.failed[varMaxTargets] {

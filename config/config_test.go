@@ -313,6 +313,8 @@ func TestInvalid(t *testing.T) {
 		{"sentinel without master", map[string]string{"REDIS_MODE": "sentinel", "REDIS_URL": "redis://10.0.0.1:26379"}, "REDIS_URL", "master_name"},
 		{"poll policy unknown", map[string]string{"HBRBOT_POLL_POLICY": "lazy"}, "HBRBOT_POLL_POLICY", "not adaptive or fixed"},
 		{"poll min above interval", map[string]string{"HBRBOT_POLL_MIN_INTERVAL": "1m"}, "HBRBOT_POLL_MIN_INTERVAL", "not between 100ms and HBRBOT_POLL_INTERVAL (10s)"},
+		{"log format", map[string]string{"HBRBOT_LOG_FORMAT": "xml"}, "HBRBOT_LOG_FORMAT", "not json or text"},
+		{"log level", map[string]string{"HBRBOT_LOG_LEVEL": "loud"}, "HBRBOT_LOG_LEVEL", "not debug, info, warn or error"},
 		{"required approvals zero", map[string]string{"HBRBOT_REQUIRED_APPROVALS": "0"}, "HBRBOT_REQUIRED_APPROVALS", "not between 1 and 10"},
 		{"bad requester", map[string]string{"HBRBOT_REQUESTERS": "alice"}, "HBRBOT_REQUESTERS", "alice"},
 		{"lease too short", map[string]string{"HBRBOT_LEASE": "1s"}, "HBRBOT_LEASE", "less than the minimum 5s"},
@@ -712,7 +714,7 @@ func TestVariableNames(t *testing.T) {
 		"HBRBOT_POLL_INTERVAL", "HBRBOT_POLL_POLICY", "HBRBOT_POLL_MIN_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
 		"HBRBOT_APPROVERS", "HBRBOT_REQUESTERS", "HBRBOT_REQUIRED_APPROVALS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
 		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",
-		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN",
+		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN", "HBRBOT_LOG_FORMAT", "HBRBOT_LOG_LEVEL",
 	}
 	if !slices.Equal(varNames, want) {
 		t.Errorf("variables %v, want %v", varNames, want)

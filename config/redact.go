@@ -67,6 +67,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int(varHBRRateLimit, r.HBRRateLimit),
 		slog.String(varPolicyFile, r.PolicyFile),
 		slog.Bool(varDryRun, r.DryRun),
+		slog.String(varLogFormat, r.LogFormat),
+		slog.String(varLogLevel, r.LogLevel.String()),
 	)
 }
 

@@ -49,6 +49,9 @@ type Options struct {
 	// Limiter, when set, is waited on before every attempt: HBR throttles
 	// per API and account, whatever the number of replicas.
 	Limiter Limiter
+	// Observe, when set, is told of every attempt: its action, HBR's error
+	// code ("" on success, "Transport" without an answer) and latency.
+	Observe func(action, code string, d time.Duration)
 	Logger  *slog.Logger
 }
 
@@ -168,6 +171,15 @@ func (c *Client) call(ctx context.Context, action, region string, params map[str
 		req.QueryParams[k] = v
 	}
 	start := time.Now()
+	defer func() {
+		if c.opts.Observe != nil {
+			code := hbrbot.ErrorCode(err)
+			if err != nil && code == "" {
+				code = "Transport"
+			}
+			c.opts.Observe(action, code, time.Since(start))
+		}
+	}()
 	resp, err := sc.ProcessCommonRequest(req)
 	c.log.DebugContext(ctx, "hbr call", "action", action, "region", region, "elapsed", time.Since(start), "err", err)
 	if err != nil {

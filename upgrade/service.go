@@ -82,6 +82,23 @@ type Policy struct {
 	Rules policy.Set
 }
 
+// Observer is told what the workflow does, for metrics.
+type Observer interface {
+	Click(result string)
+	JobFinished(final string, duration, reportLag time.Duration)
+	RedisError()
+	WorkStarted()
+	WorkDone()
+}
+
+type noObserver struct{}
+
+func (noObserver) Click(string)                                     {}
+func (noObserver) JobFinished(string, time.Duration, time.Duration) {}
+func (noObserver) RedisError()                                      {}
+func (noObserver) WorkStarted()                                     {}
+func (noObserver) WorkDone()                                        {}
+
 // Options tune the job tracking.
 type Options struct {
 	// PollInterval is the longest wait between two DescribeTask calls of a
@@ -99,6 +116,7 @@ type Options struct {
 	Workers int
 	// ShutdownGrace bounds the work finished after Run's context ends.
 	ShutdownGrace time.Duration
+	Observer      Observer
 	Logger        *slog.Logger
 	Now           func() time.Time
 }
@@ -138,6 +156,9 @@ func New(store Store, h HBR, chat Chat, p Policy, o Options) *Service {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Observer == nil {
+		o.Observer = noObserver{}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -418,18 +439,22 @@ func (s *Service) HandleClick(ctx context.Context, c Click) {
 		Fields: map[string]string{"action": c.Action.String(), "state": string(r.State)}}
 	switch {
 	case r.State == hbrbot.RequestPending && changed:
+		s.opts.Observer.Click("approval_recorded")
 		rec.Event = hbrbot.AuditApprovalAdded
 		rec.Fields["approvals"] = fmt.Sprintf("%d/%d", len(r.Approvals), r.RequiredApprovals)
 		s.audit(ctx, rec)
 		left := r.RequiredApprovals - len(r.Approvals)
 		s.tell(ctx, to, fmt.Sprintf("Your approval is recorded (%d of %d). Waiting for %s.", len(r.Approvals), r.RequiredApprovals, plural(left, "more approval")))
 	case r.State == hbrbot.RequestPending:
+		s.opts.Observer.Click("duplicate")
 		s.tell(ctx, to, fmt.Sprintf("You have already approved this request; it still needs %s from other approvers.", plural(r.RequiredApprovals-len(r.Approvals), "approval")))
 	case changed && r.State != hbrbot.RequestExpired:
+		s.opts.Observer.Click(string(r.State))
 		rec.Event = hbrbot.AuditDecided
 		rec.Fields["approvals"] = strings.Join(r.Approvals, ",")
 		s.audit(ctx, rec)
 	default:
+		s.opts.Observer.Click("already_decided")
 		s.tell(ctx, to, alreadyDecided(r))
 	}
 	log.InfoContext(ctx, "click", "action", c.Action, "state", r.State, "changed", changed)
@@ -438,6 +463,7 @@ func (s *Service) HandleClick(ctx context.Context, c Click) {
 
 // refuseClick tells the clicker why nothing happened, and records it.
 func (s *Service) refuseClick(ctx context.Context, to Recipient, c Click, rule, msg string) {
+	s.opts.Observer.Click("refused")
 	s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditClickRefused, RequestID: c.RequestID, Actor: c.UserID,
 		Channel: c.ChannelID, Fields: map[string]string{"action": c.Action.String(), "rule": rule, "reason": msg}})
 	s.tell(ctx, to, msg)

@@ -41,6 +41,7 @@ func (s *Service) Run(ctx context.Context) error {
 			leases, err = s.store.ClaimDue(ctx, s.now(), free, s.opts.Lease)
 		}
 		if err != nil && ctx.Err() == nil {
+			s.opts.Observer.RedisError()
 			backoff = min(max(2*backoff, 100*time.Millisecond), 30*time.Second)
 			s.log.ErrorContext(ctx, "claim due work; backing off", "err", err, "wait", backoff)
 		} else {
@@ -52,6 +53,8 @@ func (s *Service) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				defer func() { <-slots }()
+				s.opts.Observer.WorkStarted()
+				defer s.opts.Observer.WorkDone()
 				// Work in hand is finished on shutdown, within the lease.
 				wctx, cancel := context.WithDeadline(base, l.Until.Add(-time.Second))
 				defer cancel()
@@ -207,6 +210,11 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 				return err
 			}
 			log.InfoContext(ctx, "batch reported", "task", b.TaskID, "final", b.Final)
+			duration, lag := time.Duration(0), time.Duration(-1)
+			if !b.Ended.IsZero() {
+				duration, lag = b.Ended.Sub(b.Started), s.now().Sub(b.Ended)
+			}
+			s.opts.Observer.JobFinished(string(b.Final), duration, lag)
 			s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditJobFinished, RequestID: b.RequestID, Actor: "hbrbot",
 				Channel: b.ChannelID, Fields: outcomeFields(b)})
 			return s.store.SaveBatch(ctx, l, b, time.Time{})
@@ -288,7 +296,7 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 	if err != nil {
 		if !now.Before(b.Deadline) {
 			log.WarnContext(ctx, "job timed out; last poll failed", "task", b.TaskID, "err", err)
-			b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobTimedOut
+			b.State, b.Final, b.Ended = hbrbot.BatchFinished, hbrbot.JobTimedOut, now
 			return time.Time{}, nil
 		}
 		log.WarnContext(ctx, "describe task failed; polling on", "task", b.TaskID, "err", err)
@@ -296,7 +304,7 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 	}
 	b.Progress = task.Progress
 	if final, ok := task.Final(); ok {
-		b.State, b.Final = hbrbot.BatchFinished, final
+		b.State, b.Final, b.Ended = hbrbot.BatchFinished, final, now
 		results, err := hbrbot.ParseTaskResult(task.Result)
 		if err != nil {
 			log.WarnContext(ctx, "unreadable task result; the job's status decides", "err", err)
@@ -305,7 +313,7 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 		return time.Time{}, nil
 	}
 	if !now.Before(b.Deadline) {
-		b.State, b.Final = hbrbot.BatchFinished, hbrbot.JobTimedOut
+		b.State, b.Final, b.Ended = hbrbot.BatchFinished, hbrbot.JobTimedOut, now
 		return time.Time{}, nil
 	}
 	return s.nextPoll(*b, now), nil

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -583,4 +584,36 @@ func TestReadinessFollowsSlack(t *testing.T) {
 	h.awaitReadyz(http.StatusServiceUnavailable)
 	h.slack.SetConnectionsOpenError("")
 	h.awaitReady(b)
+}
+
+// TestMetrics: /metrics counts what happened.
+func TestMetrics(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	h.command(requester, "i-aaa")
+	h.command(requester, "bogus")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "final", 1)
+	h.awaitLog(`"msg":"batch reported"`)
+	resp, err := http.Get("http://" + h.env["HBRBOT_HTTP_ADDR"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`hbrbot_commands_total{outcome="accepted"} 1`,
+		`hbrbot_commands_total{outcome="refused"} 1`,
+		`hbrbot_clicks_total{result="approved"} 1`,
+		`hbrbot_hbr_calls_total{action="UpgradeBackupClients",code=""} 1`,
+		`hbrbot_jobs_finished_total{final="completed"} 1`,
+		`hbrbot_socket_mode_connected 1`,
+		`hbrbot_slack_calls_total{method="chat.postMessage",result="ok"} 3`,
+		`hbrbot_report_lag_seconds_count 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }

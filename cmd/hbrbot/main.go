@@ -25,6 +25,7 @@ import (
 	"github.com/hbrbot/hbrbot/config"
 	"github.com/hbrbot/hbrbot/hbr"
 	"github.com/hbrbot/hbrbot/health"
+	"github.com/hbrbot/hbrbot/metrics"
 	"github.com/hbrbot/hbrbot/policy"
 	"github.com/hbrbot/hbrbot/redisstore"
 	"github.com/hbrbot/hbrbot/upgrade"
@@ -69,7 +70,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var handler slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	if cfg.LogFormat == "text" {
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
+	}
+	log := slog.New(handler)
 	rules, err := loadRules(cfg)
 	if err != nil {
 		return err
@@ -78,6 +83,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.DryRun {
 		log.Warn("HBRBOT_DRY_RUN is on: UpgradeBackupClients is never called")
 	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	met := metrics.New(reg)
 
 	rdb, embedded, closeRedis, err := redisstore.Connect(cfg.RedisURL, cfg.RedisMode)
 	if err != nil {
@@ -96,23 +105,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	hbrClient, err := hbr.New(hbr.Options{Region: cfg.Region, Endpoint: endpoint,
 		AccessKeyID: cfg.AccessKeyID, AccessKeySecret: cfg.AccessKeySecret, SecurityToken: cfg.SecurityToken,
 		Timeout: 7 * time.Second, RetryFor: 30 * time.Second, Logger: log,
-		Limiter: redisstore.NewRateLimiter(rdb, "hbr", cfg.HBRRateLimit, log)})
+		Limiter: redisstore.NewRateLimiter(rdb, "hbr", cfg.HBRRateLimit, log), Observe: met.HBRCall})
 	if err != nil {
 		return err
 	}
 
 	api := slack.New(cfg.SlackBotToken, slack.OptionAppLevelToken(cfg.SlackAppToken), slack.OptionAPIURL(cfg.SlackAPIURL))
-	messenger := bot.NewMessenger(api)
+	messenger := bot.NewMessenger(api, met)
 	svc := upgrade.New(store, hbrClient, messenger, upgrade.Policy{
 		DefaultRegion: cfg.Region, RequestTTL: cfg.RequestTTL, DryRun: cfg.DryRun, Rules: rules,
 	}, upgrade.Options{
 		PollInterval: cfg.PollInterval, Adaptive: cfg.PollPolicy == "adaptive", MinPollInterval: cfg.PollMinInterval,
-		TaskTimeout: cfg.TaskTimeout, Lease: cfg.Lease, Logger: log,
+		TaskTimeout: cfg.TaskTimeout, Lease: cfg.Lease, Logger: log, Observer: met,
 	})
-	slackBot := bot.New(api, svc, log)
+	slackBot := bot.New(api, svc, log, met)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv := &http.Server{Handler: health.Handler(reg,
 		health.Check{Name: "slack", Fn: func(context.Context) error {
 			if !slackBot.Connected() {
