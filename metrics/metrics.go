@@ -79,7 +79,9 @@ func (m *Metrics) JobFinished(final string, duration, reportLag time.Duration) {
 }
 
 // SlackCall counts a Web API call.
-func (m *Metrics) SlackCall(method, result string) { m.slackCalls.WithLabelValues(method, result).Inc() }
+func (m *Metrics) SlackCall(method, result string) {
+	m.slackCalls.WithLabelValues(method, result).Inc()
+}
 
 // RedisError counts a failed Redis operation.
 func (m *Metrics) RedisError() { m.redisErrors.Inc() }
