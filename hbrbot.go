@@ -343,3 +343,13 @@ const (
 	ReportAttempted ReportState = "attempted"
 	ReportPosted    ReportState = "posted"
 )
+
+// ClientInfo is what DescribeBackupClients says of one ECS backup client.
+type ClientInfo struct {
+	ClientID     string `json:"client_id"`
+	InstanceID   string `json:"instance_id"`
+	InstanceName string `json:"instance_name,omitempty"`
+	Version      string `json:"version,omitempty"`     // ClientVersion
+	MaxVersion   string `json:"max_version,omitempty"` // MaxClientVersion: the latest available
+	Status       string `json:"status,omitempty"`      // ACTIVATED, UPGRADING, UNKNOWN (disconnected), ...
+}
