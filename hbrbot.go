@@ -149,8 +149,9 @@ type Batch struct {
 	Region       string        `json:"region"`
 	CrossAccount *CrossAccount `json:"cross_account,omitempty"`
 	DryRun       bool          `json:"dry_run,omitempty"`
-	// Thread: where the batch reports.
-	ChannelID string `json:"channel_id"`
+	// Thread: where the batch reports, and whom it tells.
+	RequesterID string `json:"requester_id,omitempty"`
+	ChannelID   string `json:"channel_id"`
 	ThreadTS  string `json:"thread_ts"`
 
 	State    BatchState                 `json:"state"`

@@ -102,3 +102,23 @@ func Tally(outcomes []Outcome) map[OutcomeKind]int {
 	}
 	return t
 }
+
+// Overall tallies the outcomes of a request's batches; done is false while
+// any batch has not ended.
+func Overall(batches []Batch) (tally map[OutcomeKind]int, done bool) {
+	tally = make(map[OutcomeKind]int)
+	done = len(batches) > 0
+	for _, b := range batches {
+		if b.State != BatchFinished {
+			done = false
+			continue
+		}
+		for k, n := range Tally(b.Outcomes()) {
+			tally[k] += n
+		}
+	}
+	if len(batches) > 0 && len(batches) < batches[0].Of {
+		done = false
+	}
+	return tally, done
+}

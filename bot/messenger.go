@@ -89,14 +89,14 @@ func (m *Messenger) wrap(method string, err error) error {
 // PostCard posts r's approval card.
 func (m *Messenger) PostCard(ctx context.Context, r hbrbot.Request) (string, error) {
 	_, ts, err := m.api.PostMessageContext(ctx, r.ChannelID,
-		slack.MsgOptionText(cardFallback(r), false), slack.MsgOptionBlocks(CardBlocks(r)...))
+		slack.MsgOptionText(cardFallback(r), false), slack.MsgOptionBlocks(CardBlocks(r, nil)...))
 	return ts, m.wrap("chat.postMessage", err)
 }
 
-// UpdateCard replaces r's card with its decided form.
-func (m *Messenger) UpdateCard(ctx context.Context, r hbrbot.Request) error {
+// UpdateCard shows r as it stands on its card.
+func (m *Messenger) UpdateCard(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) error {
 	_, _, _, err := m.api.UpdateMessageContext(ctx, r.ChannelID, r.CardTS,
-		slack.MsgOptionText(cardFallback(r), false), slack.MsgOptionBlocks(CardBlocks(r)...))
+		slack.MsgOptionText(cardFallback(r), false), slack.MsgOptionBlocks(CardBlocks(r, batches)...))
 	return m.wrap("chat.update", err)
 }
 

@@ -113,6 +113,34 @@ func cardHeader(r hbrbot.Request) []slack.Block {
 	return blocks
 }
 
+// outcomeHeadline sums up a request's ended jobs for the card's top line.
+func outcomeHeadline(tally map[hbrbot.OutcomeKind]int) string {
+	good := tally[hbrbot.OutcomeUpgraded] + tally[hbrbot.OutcomeDryRun]
+	total := 0
+	for _, n := range tally {
+		total += n
+	}
+	counts := summaryCounts(tally)
+	switch {
+	case good == total:
+		return ":white_check_mark: *Done*: " + counts
+	case good == 0:
+		return ":x: *Failed*: " + counts
+	}
+	return ":warning: *Partly failed*: " + counts
+}
+
+// summaryCounts reads "97 upgraded · 2 failed · 1 refused".
+func summaryCounts(tally map[hbrbot.OutcomeKind]int) string {
+	counts := []string{fmt.Sprintf("%d upgraded", tally[hbrbot.OutcomeUpgraded])}
+	for _, g := range outcomeGroups {
+		if n := tally[g.kind]; n > 0 && g.kind != hbrbot.OutcomeUpgraded {
+			counts = append(counts, fmt.Sprintf("%d %s", n, g.word))
+		}
+	}
+	return strings.Join(counts, " · ")
+}
+
 // dryRunLine starts every card and report of a dry run.
 const dryRunLine = ":test_tube: *DRY RUN*: nothing will be submitted to HBR."
 
@@ -158,9 +186,13 @@ func cardStateText(r hbrbot.Request) string {
 }
 
 // CardBlocks is the approval card: with buttons while pending, with the
-// decision instead once decided.
-func CardBlocks(r hbrbot.Request) []slack.Block {
+// decision instead once decided, and led by the outcome once every job of
+// the request has ended.
+func CardBlocks(r hbrbot.Request, batches []hbrbot.Batch) []slack.Block {
 	blocks := cardHeader(r)
+	if tally, done := hbrbot.Overall(batches); done {
+		blocks = append([]slack.Block{section(outcomeHeadline(tally))}, blocks...)
+	}
 	blocks = append(blocks, contextLine(fmt.Sprintf("%s · request `%s`", cardStateText(r), r.ID)))
 	if r.State == hbrbot.RequestPending {
 		approve := slack.NewButtonBlockElement(ActionApprove, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary)
@@ -220,22 +252,18 @@ var outcomeGroups = []struct {
 func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 	outcomes := b.Outcomes()
 	tally := hbrbot.Tally(outcomes)
-	// The summary leads with the good news, as people read it.
-	counts := []string{fmt.Sprintf("%d upgraded", tally[hbrbot.OutcomeUpgraded])}
-	for _, g := range outcomeGroups {
-		if n := tally[g.kind]; n > 0 && g.kind != hbrbot.OutcomeUpgraded {
-			counts = append(counts, fmt.Sprintf("%d %s", n, g.word))
-		}
-	}
 	task := ""
 	if b.TaskID != "" {
 		task = fmt.Sprintf(" (task `%s`)", b.TaskID)
 	}
-	summary := fmt.Sprintf("*%s%s %s:* %s", jobName(b), task, finalText(b), strings.Join(counts, " · "))
+	summary := fmt.Sprintf("*%s%s %s:* %s", jobName(b), task, finalText(b), summaryCounts(tally))
 	var lines []string
 	if b.DryRun {
 		summary = "DRY RUN " + summary
 		lines = append(lines, dryRunLine)
+	}
+	if b.RequesterID != "" {
+		summary += fmt.Sprintf(" · <@%s>", b.RequesterID)
 	}
 	lines = append(lines, summary)
 	if b.Error != nil {
@@ -245,34 +273,64 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 			lines = append(lines, fmt.Sprintf("UpgradeBackupClients refused the batch: `%s` %s", b.Error.Code, truncate(b.Error.Message, 200)))
 		}
 	}
-	for _, l := range outcomeGroups {
-		var group []string
-		for _, o := range outcomes {
-			if o.Kind != l.kind {
-				continue
+	codes := map[string]bool{}
+	hinted := false
+	for _, g := range outcomeGroups {
+		if !hinted && (g.kind == hbrbot.OutcomeDryRun || g.kind == hbrbot.OutcomeUpgraded) {
+			// What went wrong, and what to do about it, before what went well.
+			if h := hints(codes); len(h) > 0 {
+				lines = append(lines, "*What to do*")
+				lines = append(lines, h...)
 			}
-			if o.Code != "" && l.kind != hbrbot.OutcomeNotStarted {
-				group = append(group, fmt.Sprintf("`%s` %s", o.ID, codeText(o.Code)))
-			} else {
-				group = append(group, "`"+o.ID+"`")
+			hinted = true
+		}
+		var ids, coded []string
+		for _, o := range outcomes {
+			switch {
+			case o.Kind != g.kind:
+			case o.Code != "" && g.kind != hbrbot.OutcomeNotStarted:
+				coded = append(coded, fmt.Sprintf("• `%s` %s", o.ID, codeText(o.Code)))
+				codes[o.Code] = true
+			default:
+				ids = append(ids, o.ID)
+			}
+			if o.Kind == g.kind && g.kind == hbrbot.OutcomeTimedOut {
+				codes["timeout"] = true
 			}
 		}
-		if len(group) == 0 {
+		if len(ids)+len(coded) == 0 {
 			continue
 		}
-		lines = append(lines, fmt.Sprintf("*%s (%d)*", l.label, len(group)))
-		if strings.Contains(group[0], " ") {
-			for _, g := range group {
-				lines = append(lines, "• "+g)
-			}
-		} else {
-			for i := range group {
-				group[i] = strings.Trim(group[i], "`")
-			}
-			lines = append(lines, idList(group)...)
-		}
+		lines = append(lines, fmt.Sprintf("*%s (%d)*", g.label, len(ids)+len(coded)))
+		lines = append(lines, coded...)
+		lines = append(lines, idList(ids)...)
 	}
 	return strings.ReplaceAll(summary, "*", ""), sections(lines, blockLimit)
+}
+
+// codeHints says what an operator can do about each documented failure.
+var codeHints = []struct{ code, hint string }{
+	{"InstanceNotRunning", "start the instance, then retry it."},
+	{"InstanceNotExists", "check the instance ID and the region (`--region`); it may have been released."},
+	{"CloudAssistNotRunningOnInstance", "start or reinstall the Cloud Assistant agent on the instance (ECS console → Cloud Assistant), then retry."},
+	{"UPGRADE_FAILED", "the upgrade ran and failed: check the HBR client's logs on the instance, then retry."},
+	{"UNKNOWN", "the client is disconnected from HBR: check the instance's network and the HBR client service."},
+	{"JobFailed", "HBR reported the job failed without details: check the job in the HBR console, then retry."},
+	{"timeout", "HBR did not finish within HBRBOT_TASK_TIMEOUT: the client may still be upgrading; check it in the HBR console before retrying."},
+}
+
+func hints(codes map[string]bool) []string {
+	var out []string
+	for _, h := range codeHints {
+		if codes[h.code] {
+			name := "`" + h.code + "`"
+			if h.code == "timeout" {
+				name = "Timed out"
+			}
+			out = append(out, fmt.Sprintf("• %s: %s", name, h.hint))
+		}
+	}
+	return out
 }
 
 func finalText(b hbrbot.Batch) string {

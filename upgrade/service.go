@@ -47,8 +47,9 @@ type HBR interface {
 type Chat interface {
 	// PostCard posts r's approval card and returns its ts.
 	PostCard(ctx context.Context, r hbrbot.Request) (string, error)
-	// UpdateCard shows r's decision on its card (no more buttons).
-	UpdateCard(ctx context.Context, r hbrbot.Request) error
+	// UpdateCard shows r as it stands on its card: approvals, decision,
+	// and, once its jobs have ended, their outcome.
+	UpdateCard(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) error
 	// PostReport posts one of b's thread replies, tagged so FindReport can
 	// find it.
 	PostReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.ReportKind) error
@@ -515,7 +516,7 @@ func (s *Service) batches(r hbrbot.Request, cardTS string) []hbrbot.Batch {
 	out := make([]hbrbot.Batch, len(parts))
 	for i, t := range parts {
 		out[i] = hbrbot.Batch{RequestID: r.ID, Index: i, Of: len(parts), Targets: t, Region: r.Spec.Region,
-			CrossAccount: r.Spec.CrossAccount, DryRun: r.DryRun, ChannelID: r.ChannelID, ThreadTS: cardTS,
+			CrossAccount: r.Spec.CrossAccount, DryRun: r.DryRun, RequesterID: r.RequesterID, ChannelID: r.ChannelID, ThreadTS: cardTS,
 			State: hbrbot.BatchPending}
 	}
 	return out

@@ -133,7 +133,13 @@ func (s *Service) syncCardNow(ctx context.Context, l hbrbot.Lease) error {
 		return err
 	}
 	if r.CardTS != "" { // pending too: the card shows the approvals so far
-		if err := s.chat.UpdateCard(ctx, r); err != nil {
+		var batches []hbrbot.Batch
+		if r.State == hbrbot.RequestApproved {
+			if batches, err = s.store.Batches(ctx, r); err != nil {
+				return err
+			}
+		}
+		if err := s.chat.UpdateCard(ctx, r, batches); err != nil {
 			return fmt.Errorf("update card of %s: %w", r.ID, err)
 		}
 	}
@@ -217,6 +223,10 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 			s.opts.Observer.JobFinished(string(b.Final), duration, lag)
 			s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditJobFinished, RequestID: b.RequestID, Actor: "hbrbot",
 				Channel: b.ChannelID, Fields: outcomeFields(b)})
+			// The card's header shows the outcome once every job has ended.
+			if err := s.store.Schedule(ctx, hbrbot.Work{Kind: hbrbot.WorkCardSync, ID: b.RequestID}, s.now()); err != nil {
+				log.WarnContext(ctx, "schedule card update", "err", err)
+			}
 			return s.store.SaveBatch(ctx, l, b, time.Time{})
 		default:
 			return fmt.Errorf("batch %s: unknown state %q", b.Key(), b.State)

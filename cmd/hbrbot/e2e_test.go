@@ -69,8 +69,14 @@ func TestHappyPathWithInvalidInstance(t *testing.T) {
 			t.Errorf("final report lacks %q:\n%s", want, f)
 		}
 	}
+	// The card ends up led by the outcome, approved, without buttons.
+	if _, err := h.slack.WaitCall(h.ctx(), "chat.update", func(c slacktest.Call) bool {
+		return strings.Contains(c.Form.Get("blocks"), "Partly failed")
+	}); err != nil {
+		t.Errorf("card header never showed the outcome: %v", err)
+	}
 	updated, _ := h.slack.Message(channel, card.TS)
-	if !strings.Contains(text(updated), "Approved by <@"+approver+">") || strings.Contains(string(updated.Blocks), "hbr_upgrade_approve") {
+	if !strings.Contains(text(updated), "Approved by \u003c@"+approver+"\u003e") || strings.Contains(string(updated.Blocks), "hbr_upgrade_approve") {
 		t.Errorf("card not updated to approved without buttons:\n%s", text(updated))
 	}
 	if testing.Verbose() {
