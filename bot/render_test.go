@@ -30,7 +30,7 @@ func ids(prefix string, n int) []string {
 func request(n int) hbrbot.Request {
 	return hbrbot.Request{
 		ID: "r2x8kq4mzva", ChannelID: "C0OPS", RequesterID: "U0ALICE", State: hbrbot.RequestPending,
-		Spec: hbrbot.UpgradeSpec{Targets: hbrbot.Targets{InstanceIDs: ids("i-bp1", n-2), ClientIDs: ids("c-000", 2)}, Region: "cn-hangzhou"},
+		Spec:      hbrbot.UpgradeSpec{Targets: hbrbot.Targets{InstanceIDs: ids("i-bp1", n-2), ClientIDs: ids("c-000", 2)}, Region: "cn-hangzhou"},
 		CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), RequiredApprovals: 2, Approvals: []string{"U0BOB"},
 	}
 }

@@ -380,3 +380,109 @@ func (c *Client) DescribeTask(ctx context.Context, region, taskID string) (hbrbo
 	}
 	return task, nil
 }
+
+// DescribeBackupClients looks up the ECS clients of t (all of the region's when t is empty), following pages of 99.
+//
+// HBR ANDs the InstanceIds and ClientIds filters, so instance and client IDs
+// are looked up in separate requests and the answers merged, in that order,
+// without duplicates (an instance named both ways is listed once). Each
+// request names at most 99 IDs: HBR documents no limit on the filters, but a
+// page holds at most 99 clients and long lists make long URLs. IDs that HBR
+// does not know are simply absent from the result.
+func (c *Client) DescribeBackupClients(ctx context.Context, region string, t hbrbot.Targets, cross *hbrbot.CrossAccount) ([]hbrbot.ClientInfo, error) {
+	const (
+		action   = "DescribeBackupClients"
+		pageSize = 99
+	)
+	type filter struct {
+		key string // "InstanceIds", "ClientIds" or "" for none
+		ids []string
+	}
+	var filters []filter
+	chunk := func(key string, ids []string) {
+		for len(ids) > 0 {
+			n := min(len(ids), pageSize)
+			filters = append(filters, filter{key, ids[:n]})
+			ids = ids[n:]
+		}
+	}
+	chunk("InstanceIds", t.InstanceIDs)
+	chunk("ClientIds", t.ClientIDs)
+	if t.Len() == 0 {
+		filters = []filter{{}} // no filter: every client of the region
+	}
+
+	var out []hbrbot.ClientInfo
+	seen := map[string]bool{}
+	for _, f := range filters {
+		collected := 0
+		for page := 1; ; page++ {
+			params := map[string]string{
+				"ClientType": "ECS_CLIENT",
+				"PageNumber": strconv.Itoa(page),
+				"PageSize":   strconv.Itoa(pageSize),
+			}
+			if f.key != "" {
+				params[f.key] = jsonList(f.ids)
+			}
+			if cross != nil {
+				params["CrossAccountType"] = "CROSS_ACCOUNT"
+				params["CrossAccountUserId"] = strconv.FormatInt(cross.UserID, 10)
+				params["CrossAccountRoleName"] = cross.RoleName
+			}
+			type answer struct {
+				total   int64
+				clients []hbrbot.ClientInfo
+			}
+			a, err := retry(ctx, c, action, readRetryable, func() (answer, error) {
+				body, err := c.call(ctx, action, region, params)
+				if err != nil {
+					return answer{}, err
+				}
+				var r struct {
+					TotalCount json.Number `json:"TotalCount"`
+					Clients    []struct {
+						ClientID         string `json:"ClientId"`
+						InstanceID       string `json:"InstanceId"`
+						InstanceName     string `json:"InstanceName"`
+						ClientVersion    string `json:"ClientVersion"`
+						MaxClientVersion string `json:"MaxClientVersion"`
+						Status           string `json:"Status"`
+					} `json:"Clients"`
+				}
+				if err := json.Unmarshal(body, &r); err != nil {
+					return answer{}, &callError{err: fmt.Errorf("%s: unreadable answer: %w", action, err), transient: true}
+				}
+				total, _ := r.TotalCount.Int64()
+				a := answer{total: total}
+				for _, cl := range r.Clients {
+					a.clients = append(a.clients, hbrbot.ClientInfo{ClientID: cl.ClientID, InstanceID: cl.InstanceID,
+						InstanceName: cl.InstanceName, Version: cl.ClientVersion, MaxVersion: cl.MaxClientVersion, Status: cl.Status})
+				}
+				return a, nil
+			})
+			if err != nil {
+				what := "all clients"
+				if f.key != "" {
+					what = fmt.Sprintf("%d %s from %s", len(f.ids), f.key, f.ids[0])
+				}
+				return nil, fmt.Errorf("describe backup clients (%s, page %d): %w", what, page, err)
+			}
+			for _, ci := range a.clients {
+				key := ci.ClientID
+				if key == "" {
+					key = "i:" + ci.InstanceID
+				}
+				if !seen[key] {
+					seen[key] = true
+					out = append(out, ci)
+				}
+			}
+			collected += len(a.clients)
+			if len(a.clients) == 0 || int64(collected) >= a.total {
+				break
+			}
+		}
+	}
+	return out, nil
+}
