@@ -118,6 +118,10 @@ type Request struct {
 	Approvals         []string `json:"approvals,omitempty"`
 	// DryRun runs the whole flow but never calls UpgradeBackupClients.
 	DryRun bool `json:"dry_run,omitempty"`
+	// The live progress reply in the card's thread, once posted.
+	ProgressTS    string      `json:"-"`
+	ProgressState ReportState `json:"-"`
+	ProgressAt    time.Time   `json:"-"`
 }
 
 // Batches splits the request's targets into HBR jobs.
@@ -277,6 +281,8 @@ const (
 	WorkExpiry WorkKind = "exp"
 	// WorkCardSync brings a decided request's card up to date.
 	WorkCardSync WorkKind = "card"
+	// WorkProgress posts or updates a request's live progress reply.
+	WorkProgress WorkKind = "prog"
 )
 
 // Lease is one replica's claim on a Work item until Until. Token fences
@@ -333,6 +339,9 @@ const (
 	ReportStarted ReportKind = "started"
 	// ReportFinal lists every ID with its outcome.
 	ReportFinal ReportKind = "final"
+	// ReportProgress is the request's one live progress reply, updated in
+	// place; its key is the request ID.
+	ReportProgress ReportKind = "progress"
 )
 
 // ReportState tracks one thread reply through its posting.

@@ -123,26 +123,48 @@ func (m *Messenger) PostReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.
 	return m.wrap("chat.postMessage", err)
 }
 
-// FindReport looks through b's thread for its reply of this kind.
-func (m *Messenger) FindReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.ReportKind) (bool, error) {
-	params := &slack.GetConversationRepliesParameters{ChannelID: b.ChannelID, Timestamp: b.ThreadTS,
+// FindReply looks through a thread for the bot's reply of kind tagged
+// with key, and returns its ts.
+func (m *Messenger) FindReply(ctx context.Context, channel, threadTS, key string, kind hbrbot.ReportKind) (string, bool, error) {
+	params := &slack.GetConversationRepliesParameters{ChannelID: channel, Timestamp: threadTS,
 		Limit: 200, IncludeAllMetadata: true}
 	for {
 		msgs, more, cursor, err := m.api.GetConversationRepliesContext(ctx, params)
 		if err != nil {
-			return false, m.wrap("conversations.replies", err)
+			return "", false, m.wrap("conversations.replies", err)
 		}
 		for _, msg := range msgs {
 			md := msg.Metadata
-			if md.EventType == reportEventType && md.EventPayload["batch"] == b.Key() && md.EventPayload["kind"] == string(kind) {
-				return true, nil
+			if md.EventType == reportEventType && md.EventPayload["batch"] == key && md.EventPayload["kind"] == string(kind) {
+				return msg.Timestamp, true, nil
 			}
 		}
 		if !more || cursor == "" {
-			return false, nil
+			return "", false, nil
 		}
 		params.Cursor = cursor
 	}
+}
+
+func progressMetadata(r hbrbot.Request) slack.SlackMetadata {
+	return slack.SlackMetadata{EventType: reportEventType,
+		EventPayload: map[string]any{"batch": r.ID, "kind": string(hbrbot.ReportProgress)}}
+}
+
+// PostProgress posts r's live progress reply in the card's thread.
+func (m *Messenger) PostProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) (string, error) {
+	text, blocks := ProgressReport(r, batches, m.now())
+	_, ts, err := m.api.PostMessageContext(ctx, r.ChannelID, slack.MsgOptionTS(r.CardTS),
+		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...), slack.MsgOptionMetadata(progressMetadata(r)))
+	return ts, m.wrap("chat.postMessage", err)
+}
+
+// UpdateProgress redraws r's progress reply.
+func (m *Messenger) UpdateProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) error {
+	text, blocks := ProgressReport(r, batches, m.now())
+	_, _, _, err := m.api.UpdateMessageContext(ctx, r.ChannelID, r.ProgressTS,
+		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...), slack.MsgOptionMetadata(progressMetadata(r)))
+	return m.wrap("chat.update", err)
 }
 
 // Tell says text to one user: through the response_url when there is one

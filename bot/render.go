@@ -361,3 +361,45 @@ func truncate(s string, n int) string {
 	}
 	return string(r[:n]) + "…"
 }
+
+// ProgressReport is a request's live progress: one line per job with a
+// bar, its percent and how long it has run.
+func ProgressReport(r hbrbot.Request, batches []hbrbot.Batch, now time.Time) (string, []slack.Block) {
+	var lines []string
+	if r.DryRun {
+		lines = append(lines, dryRunLine)
+	}
+	running, ended := 0, 0
+	for _, b := range batches {
+		switch b.State {
+		case hbrbot.BatchFinished:
+			ended++
+		case hbrbot.BatchRunning:
+			running++
+		}
+	}
+	head := fmt.Sprintf("*Progress*: %d of %d jobs ended", ended, len(r.Batches()))
+	if running > 0 {
+		head += fmt.Sprintf(", %d running", running)
+	}
+	lines = append(lines, head)
+	for _, b := range batches {
+		var line string
+		switch b.State {
+		case hbrbot.BatchPending, hbrbot.BatchSubmitting:
+			line = "waiting to start"
+		case hbrbot.BatchRunning:
+			line = fmt.Sprintf("%s %3d%% · %s", bar(b.Progress), max(b.Progress, 0), now.Sub(b.Started).Truncate(time.Second))
+		default:
+			line = fmt.Sprintf("%s ended: %s", bar(100), finalText(b))
+		}
+		lines = append(lines, fmt.Sprintf("%s `%s` %s", jobName(b), b.TaskID, line))
+	}
+	return strings.ReplaceAll(head, "*", ""), sections(lines, blockLimit)
+}
+
+// bar draws percent as ten cells.
+func bar(percent int) string {
+	n := min(max(percent, 0), 100) / 10
+	return strings.Repeat("▓", n) + strings.Repeat("░", 10-n)
+}

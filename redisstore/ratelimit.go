@@ -59,3 +59,18 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 		}
 	}
 }
+
+// Allow takes a call's budget if there is some now; else it says how long
+// until there is. Without Redis it answers from the local limiter.
+func (l *RateLimiter) Allow(ctx context.Context) (bool, time.Duration) {
+	res, err := l.limiter.Allow(ctx, l.key, l.limit)
+	if err != nil {
+		r := l.local.Reserve()
+		if d := r.Delay(); d > 0 {
+			r.Cancel()
+			return false, d
+		}
+		return true, 0
+	}
+	return res.Allowed > 0, res.RetryAfter
+}

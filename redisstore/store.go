@@ -138,6 +138,15 @@ func (s *Store) SetCardTS(ctx context.Context, id, ts string) error {
 	return nil
 }
 
+// SetProgress records the state of a request's live progress reply.
+func (s *Store) SetProgress(ctx context.Context, id string, state hbrbot.ReportState, ts string, at time.Time) error {
+	err := s.rdb.HSet(ctx, keyRequest(id), "progress_state", string(state), "progress_ts", ts, "progress_at", msString(at)).Err()
+	if err != nil {
+		return fmt.Errorf("set progress of request %s: %w", id, err)
+	}
+	return nil
+}
+
 // Request reads a request.
 func (s *Store) Request(ctx context.Context, id string) (hbrbot.Request, error) {
 	vals, err := s.rdb.HGetAll(ctx, keyRequest(id)).Result()
@@ -161,6 +170,10 @@ func decodeRequest(id string, vals map[string]string) (hbrbot.Request, error) {
 	r.Approvals = nil
 	if a := vals["approvals"]; a != "" {
 		r.Approvals = strings.Split(a, ",")
+	}
+	r.ProgressTS, r.ProgressState = vals["progress_ts"], hbrbot.ReportState(vals["progress_state"])
+	if v, err := strconv.ParseInt(vals["progress_at"], 10, 64); err == nil {
+		r.ProgressAt = time.UnixMilli(v)
 	}
 	if v, err := strconv.ParseInt(vals["decided_at"], 10, 64); err == nil {
 		r.DecidedAt = time.UnixMilli(v)
@@ -306,7 +319,7 @@ func (s *Store) Batches(ctx context.Context, r hbrbot.Request) ([]hbrbot.Batch, 
 func member(w hbrbot.Work) string { return string(w.Kind) + ":" + w.ID }
 
 func parseMember(m string) (hbrbot.Work, bool) {
-	for _, k := range []hbrbot.WorkKind{hbrbot.WorkBatch, hbrbot.WorkExpiry, hbrbot.WorkCardSync} {
+	for _, k := range []hbrbot.WorkKind{hbrbot.WorkBatch, hbrbot.WorkExpiry, hbrbot.WorkCardSync, hbrbot.WorkProgress} {
 		p := string(k) + ":"
 		if len(m) > len(p) && m[:len(p)] == p {
 			return hbrbot.Work{Kind: k, ID: m[len(p):]}, true

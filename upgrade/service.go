@@ -35,6 +35,13 @@ type Store interface {
 	Reschedule(ctx context.Context, l hbrbot.Lease, next time.Time) error
 	Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error
 	AppendAudit(ctx context.Context, rec hbrbot.AuditRecord) error
+	SetProgress(ctx context.Context, id string, state hbrbot.ReportState, ts string, at time.Time) error
+}
+
+// Budget spaces out calls that may be skipped or delayed (progress
+// updates) under a rate all replicas share.
+type Budget interface {
+	Allow(ctx context.Context) (bool, time.Duration)
 }
 
 // HBR is the part of the HBR API the workflow calls.
@@ -50,11 +57,15 @@ type Chat interface {
 	// UpdateCard shows r as it stands on its card: approvals, decision,
 	// and, once its jobs have ended, their outcome.
 	UpdateCard(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) error
-	// PostReport posts one of b's thread replies, tagged so FindReport can
+	// PostReport posts one of b's thread replies, tagged so FindReply can
 	// find it.
 	PostReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.ReportKind) error
-	// FindReport reports whether b's reply of that kind is in its thread.
-	FindReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.ReportKind) (bool, error)
+	// PostProgress posts r's live progress reply; UpdateProgress redraws it.
+	PostProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) (string, error)
+	UpdateProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) error
+	// FindReply looks for the reply of that kind tagged with key (a batch
+	// key, or a request ID for progress) in a thread, and returns its ts.
+	FindReply(ctx context.Context, channel, threadTS, key string, kind hbrbot.ReportKind) (string, bool, error)
 	// Tell says text to one user only.
 	Tell(ctx context.Context, to Recipient, text string) error
 	// InGroup reports whether user is in a Slack user group.
@@ -118,6 +129,11 @@ type Options struct {
 	// ShutdownGrace bounds the work finished after Run's context ends.
 	ShutdownGrace time.Duration
 	Observer      Observer
+	// ProgressEvery is the least time between two updates of a request's
+	// progress reply (default 5s); ProgressBudget, when set, bounds them
+	// across all requests (Slack's chat.update is Tier 3).
+	ProgressEvery  time.Duration
+	ProgressBudget Budget
 	Logger        *slog.Logger
 	Now           func() time.Time
 }
@@ -160,6 +176,9 @@ func New(store Store, h HBR, chat Chat, p Policy, o Options) *Service {
 	}
 	if o.Observer == nil {
 		o.Observer = noObserver{}
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 5 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -99,6 +99,8 @@ func (s *Service) runWork(ctx, stop context.Context, l hbrbot.Lease) {
 		err = s.expire(ctx, l)
 	case hbrbot.WorkCardSync:
 		err = s.syncCardNow(ctx, l)
+	case hbrbot.WorkProgress:
+		err = s.showProgress(ctx, l)
 	}
 	if err == nil || errors.Is(err, hbrbot.ErrLeaseLost) {
 		return
@@ -200,6 +202,7 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 			if err != nil {
 				return err
 			}
+			s.scheduleProgress(ctx, b.RequestID, s.now().Add(s.opts.ProgressEvery))
 			if b.State == hbrbot.BatchRunning {
 				return s.store.SaveBatch(ctx, l, b, next)
 			}
@@ -223,6 +226,7 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 			s.opts.Observer.JobFinished(string(b.Final), duration, lag)
 			s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditJobFinished, RequestID: b.RequestID, Actor: "hbrbot",
 				Channel: b.ChannelID, Fields: outcomeFields(b)})
+			s.scheduleProgress(ctx, b.RequestID, s.now()) // its last redraw
 			// The card's header shows the outcome once every job has ended.
 			if err := s.store.Schedule(ctx, hbrbot.Work{Kind: hbrbot.WorkCardSync, ID: b.RequestID}, s.now()); err != nil {
 				log.WarnContext(ctx, "schedule card update", "err", err)
@@ -354,7 +358,7 @@ func (s *Service) report(ctx context.Context, l hbrbot.Lease, b *hbrbot.Batch, k
 	case hbrbot.ReportPosted:
 		return nil
 	case hbrbot.ReportAttempted:
-		found, err := s.chat.FindReport(ctx, *b, kind)
+		_, found, err := s.chat.FindReply(ctx, b.ChannelID, b.ThreadTS, b.Key(), kind)
 		if err != nil {
 			return fmt.Errorf("look for %s report of %s: %w", kind, b.Key(), err)
 		}
@@ -395,4 +399,64 @@ func outcomeFields(b hbrbot.Batch) map[string]string {
 		f[string(k)] = fmt.Sprint(n)
 	}
 	return f
+}
+
+func (s *Service) scheduleProgress(ctx context.Context, requestID string, at time.Time) {
+	if err := s.store.Schedule(ctx, hbrbot.Work{Kind: hbrbot.WorkProgress, ID: requestID}, at); err != nil {
+		s.log.WarnContext(ctx, "schedule progress", "request", requestID, "err", err)
+	}
+}
+
+// showProgress posts, or redraws, a request's one progress reply: at most
+// once per ProgressEvery, within the shared budget. Progress is a courtesy:
+// when the budget is spent the redraw waits, and a request whose jobs all
+// ended before its first redraw gets none (its reports say it all).
+func (s *Service) showProgress(ctx context.Context, l hbrbot.Lease) error {
+	r, err := s.store.Request(ctx, l.Work.ID)
+	if errors.Is(err, hbrbot.ErrNotFound) {
+		return s.store.Reschedule(ctx, l, time.Time{})
+	}
+	if err != nil {
+		return err
+	}
+	batches, err := s.store.Batches(ctx, r)
+	if err != nil {
+		return err
+	}
+	_, done := hbrbot.Overall(batches)
+	now := s.now()
+	if done && r.ProgressState == "" {
+		return s.store.Reschedule(ctx, l, time.Time{})
+	}
+	if next := r.ProgressAt.Add(s.opts.ProgressEvery); now.Before(next) {
+		return s.store.Reschedule(ctx, l, next)
+	}
+	if b := s.opts.ProgressBudget; b != nil {
+		if ok, wait := b.Allow(ctx); !ok {
+			return s.store.Reschedule(ctx, l, now.Add(max(wait, 100*time.Millisecond)))
+		}
+	}
+	ts := r.ProgressTS
+	switch r.ProgressState {
+	case hbrbot.ReportPosted:
+		err = s.chat.UpdateProgress(ctx, r, batches)
+	case hbrbot.ReportAttempted:
+		// A replica died around the post: find it before posting again.
+		var found bool
+		if ts, found, err = s.chat.FindReply(ctx, r.ChannelID, r.CardTS, r.ID, hbrbot.ReportProgress); err == nil && !found {
+			ts, err = s.chat.PostProgress(ctx, r, batches)
+		}
+	default:
+		if err = s.store.SetProgress(ctx, r.ID, hbrbot.ReportAttempted, "", r.ProgressAt); err != nil {
+			return err
+		}
+		ts, err = s.chat.PostProgress(ctx, r, batches)
+	}
+	if err != nil {
+		return fmt.Errorf("progress of %s: %w", r.ID, err)
+	}
+	if err := s.store.SetProgress(ctx, r.ID, hbrbot.ReportPosted, ts, now); err != nil {
+		return err
+	}
+	return s.store.Reschedule(ctx, l, time.Time{})
 }

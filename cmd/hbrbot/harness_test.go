@@ -59,6 +59,7 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 		"HBR_ENDPOINT":                    h.hbr.URL(),
 		"REDIS_URL":                       h.redis.URL(),
 		"HBRBOT_POLL_INTERVAL":            "100ms",
+		"HBRBOT_HBR_RATE_LIMIT":           "6000", // tests poll fast; the limit has its own tests
 		"HBRBOT_HTTP_ADDR":                freeAddr(t),
 	}
 	for k, v := range env {

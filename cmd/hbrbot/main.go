@@ -117,6 +117,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}, upgrade.Options{
 		PollInterval: cfg.PollInterval, Adaptive: cfg.PollPolicy == "adaptive", MinPollInterval: cfg.PollMinInterval,
 		TaskTimeout: cfg.TaskTimeout, Lease: cfg.Lease, Logger: log, Observer: met,
+		// Progress redraws share chat.update's Tier-3 budget (~50 a minute)
+		// with card updates, so they take at most 30 a minute together.
+		ProgressBudget: redisstore.NewRateLimiter(rdb, "slack-progress", 30, log),
 	})
 	slackBot := bot.New(api, svc, log, met)
 
