@@ -69,6 +69,9 @@ type UpgradeSpec struct {
 	Targets
 	// DryRun: --dry-run was given.
 	DryRun bool `json:"dry_run,omitempty"`
+	// Force: --force; clients already at the latest version are upgraded
+	// too instead of being left out.
+	Force bool `json:"force,omitempty"`
 	// Region is the region the command named; empty means the default.
 	Region       string        `json:"region,omitempty"`
 	CrossAccount *CrossAccount `json:"cross_account,omitempty"`
@@ -118,6 +121,13 @@ type Request struct {
 	Approvals         []string `json:"approvals,omitempty"`
 	// DryRun runs the whole flow but never calls UpgradeBackupClients.
 	DryRun bool `json:"dry_run,omitempty"`
+	// Preflight is what DescribeBackupClients said of the IDs before the
+	// card was posted; PreflightError why it could not say (the card then
+	// shows the IDs as typed). Skipped are IDs left out because they
+	// already run the latest version.
+	Preflight      []ClientInfo `json:"preflight,omitempty"`
+	PreflightError string       `json:"preflight_error,omitempty"`
+	Skipped        []string     `json:"skipped,omitempty"`
 	// The live progress reply in the card's thread, once posted.
 	ProgressTS    string      `json:"-"`
 	ProgressState ReportState `json:"-"`
@@ -156,19 +166,25 @@ type Batch struct {
 	// Thread: where the batch reports, and whom it tells.
 	RequesterID string `json:"requester_id,omitempty"`
 	ChannelID   string `json:"channel_id"`
-	ThreadTS  string `json:"thread_ts"`
+	ThreadTS    string `json:"thread_ts"`
 
-	State    BatchState                 `json:"state"`
-	TaskID   string                     `json:"task_id,omitempty"`
-	Invalid  []InvalidTarget            `json:"invalid,omitempty"`
-	Started  time.Time                  `json:"started,omitzero"`  // job creation
-	Deadline time.Time                  `json:"deadline,omitzero"` // report as timed out after
-	Ended    time.Time                  `json:"ended,omitzero"`    // the poll that saw the job end
-	Progress int                        `json:"progress"`
-	Final    FinalStatus                `json:"final,omitempty"`
-	Results  []ClientResult             `json:"results,omitempty"`
-	Reported map[ReportKind]ReportState `json:"reported,omitempty"`
-	Error    *SubmissionError           `json:"error,omitempty"`
+	State    BatchState      `json:"state"`
+	TaskID   string          `json:"task_id,omitempty"`
+	Invalid  []InvalidTarget `json:"invalid,omitempty"`
+	Started  time.Time       `json:"started,omitzero"`  // job creation
+	Deadline time.Time       `json:"deadline,omitzero"` // report as timed out after
+	Ended    time.Time       `json:"ended,omitzero"`    // the poll that saw the job end
+	Progress int             `json:"progress"`
+	Final    FinalStatus     `json:"final,omitempty"`
+	Results  []ClientResult  `json:"results,omitempty"`
+	// Before and After are the clients as DescribeBackupClients saw them
+	// before the card and after the job; VerifyError says why After is
+	// missing.
+	Before      []ClientInfo               `json:"before,omitempty"`
+	After       []ClientInfo               `json:"after,omitempty"`
+	VerifyError string                     `json:"verify_error,omitempty"`
+	Reported    map[ReportKind]ReportState `json:"reported,omitempty"`
+	Error       *SubmissionError           `json:"error,omitempty"`
 }
 
 // Key names the batch uniquely across requests.
@@ -362,4 +378,14 @@ type ClientInfo struct {
 	Version      string `json:"version,omitempty"`     // ClientVersion
 	MaxVersion   string `json:"max_version,omitempty"` // MaxClientVersion: the latest available
 	Status       string `json:"status,omitempty"`      // ACTIVATED, UPGRADING, UNKNOWN (disconnected), ...
+}
+
+// Lookup finds the client an ID names (an instance ID or a client ID).
+func Lookup(clients []ClientInfo, id string) (ClientInfo, bool) {
+	for _, c := range clients {
+		if c.InstanceID == id || c.ClientID == id {
+			return c, true
+		}
+	}
+	return ClientInfo{}, false
 }

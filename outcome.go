@@ -13,6 +13,9 @@ const (
 	OutcomeNotStarted OutcomeKind = "not_started" // UpgradeBackupClients refused the batch
 	OutcomeUnknown    OutcomeKind = "unknown"     // the submission's fate is unknown
 	OutcomeDryRun     OutcomeKind = "dry_run"     // would have been upgraded
+	// OutcomeStillOld: HBR called the upgrade done, but the client still
+	// runs an older version than the latest.
+	OutcomeStillOld OutcomeKind = "still_old"
 )
 
 // Outcome is what became of one ID of a batch.
@@ -21,6 +24,9 @@ type Outcome struct {
 	Kind OutcomeKind
 	// Code is HBR's error code or client status behind a failure.
 	Code string
+	// Before and After are the client's versions, when known; Latest the
+	// newest HBR offers.
+	Before, After, Latest string
 }
 
 // Outcomes gives every ID of an ended batch its outcome, in the batch's
@@ -58,6 +64,15 @@ func (b Batch) Outcomes() []Outcome {
 				if o.Kind == OutcomeFailed {
 					o.Code = "JobFailed"
 				}
+			}
+		}
+		if c, ok := Lookup(b.Before, id); ok {
+			o.Before, o.Latest = c.Version, c.MaxVersion
+		}
+		if c, ok := Lookup(b.After, id); ok {
+			o.After, o.Latest = c.Version, c.MaxVersion
+			if o.Kind == OutcomeUpgraded && c.Outdated() {
+				o.Kind, o.Code = OutcomeStillOld, "StillOld"
 			}
 		}
 		out = append(out, o)

@@ -78,6 +78,7 @@ const (
 	cmdFlagUserID = "cross-account-user-id"
 	cmdFlagRole   = "cross-account-role"
 	cmdFlagDryRun = "dry-run" // takes no value
+	cmdFlagForce  = "force"   // takes no value
 )
 
 // ParseCommand parses the text of the slash command. maxTargets is the most
@@ -134,12 +135,18 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 				}
 				spec.DryRun = true
 				continue
+			case cmdFlagForce:
+				if hasValue {
+					return Command{}, cmdErrorf("`--force` takes no value.")
+				}
+				spec.Force = true
+				continue
 			case "":
 				return Command{}, cmdErrorf("%s on its own is neither an ID nor a flag; flags are written like `--region cn-hangzhou`.", cmdQuote(t))
 			case "help", "h":
 				return Command{}, cmdErrorf("%s must come first: type `/hbr-upgrade help` for the usage.", cmdQuote(name))
 			default:
-				return Command{}, cmdErrorf("Unknown flag %s. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role` and `--dry-run`.", cmdQuote(name))
+				return Command{}, cmdErrorf("Unknown flag %s. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role`, `--dry-run` and `--force`.", cmdQuote(name))
 			}
 			if flags[key] {
 				return Command{}, cmdErrorf("`--%s` is given more than once.", key)
@@ -239,6 +246,7 @@ func Usage() string {
 		"• `--cross-account-user-id N --cross-account-role NAME`: upgrade clients of another Alibaba Cloud " +
 		"account (its account ID) through a RAM role it trusts. Give both or neither.\n" +
 		"• `--dry-run`: go through approval and reporting, but never call UpgradeBackupClients.\n" +
+		"• `--force`: also upgrade clients that already run the latest version (left out otherwise).\n" +
 		"• A flag's value may also follow `=`: `--region=cn-hangzhou`.\n" +
 		"The command posts an approval card to the channel; nothing is upgraded until an approver clicks *Approve*.\n" +
 		"*Examples*\n" +

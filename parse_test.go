@@ -117,8 +117,9 @@ func TestParseCommand(t *testing.T) {
 		{name: "role 64", text: "i-a --cross-account-user-id 1 --cross-account-role " + strings.Repeat("r", 64), want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: strings.Repeat("r", 64)})},
 		{name: "dry run", text: "i-abc --dry-run", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.DryRun = true; return c }()},
 		{name: "dry run em dash first", text: "—dry-run i-abc", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.DryRun = true; return c }()},
+		{name: "force", text: "i-abc --force", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.Force = true; return c }()},
 		{name: "dry run with value", text: "i-abc --dry-run=yes", wantErr: "`--dry-run` takes no value."},
-		{name: "unknown flag", text: "i-a --foo", wantErr: "Unknown flag `--foo`. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role` and `--dry-run`."},
+		{name: "unknown flag", text: "i-a --foo", wantErr: "Unknown flag `--foo`. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role`, `--dry-run` and `--force`."},
 		{name: "unknown flag with value", text: "i-a --regoin=cn-hangzhou", wantErr: "Unknown flag `--regoin`."},
 		{name: "three dashes", text: "i-a ---region cn-hangzhou", wantErr: "Unknown flag `---region`."},
 		{name: "lone dash", text: "i-a - i-b", wantErr: "`-` on its own is neither an ID nor a flag"},
@@ -442,6 +443,9 @@ func pcCanonical(s hbrbot.UpgradeSpec) string {
 	}
 	if s.DryRun {
 		words = append(words, "--dry-run")
+	}
+	if s.Force {
+		words = append(words, "--force")
 	}
 	return strings.Join(words, " ")
 }

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -109,8 +110,68 @@ func cardHeader(r hbrbot.Request) []slack.Block {
 	}
 	blocks := []slack.Block{section(strings.Join(lines, "\n"))}
 	// Keep room for the header, the context line and the actions.
-	blocks = append(blocks, sections(idList(r.Spec.All()), blockLimit-4)...)
+	blocks = append(blocks, sections(preflightLines(r), blockLimit-4)...)
 	return blocks
+}
+
+// groupLimit is how many clients a card group details, one a line, before
+// it lists them compactly.
+const groupLimit = 15
+
+// preflightLines shows, per ID, what will change: the client's name, its
+// version and the latest, grouped by what the upgrade will do. A large
+// group lists its IDs compactly, so every ID stays on the card. Without a
+// look-up it lists the IDs as typed.
+func preflightLines(r hbrbot.Request) []string {
+	if r.Preflight == nil && r.PreflightError == "" {
+		return idList(r.Spec.All())
+	}
+	if r.PreflightError != "" {
+		return append([]string{":warning: Could not look the clients up in HBR (" + r.PreflightError + "); the IDs as typed:"},
+			idList(r.Spec.All())...)
+	}
+	type group struct {
+		title   string
+		ids     []string
+		details []string
+	}
+	upgrade := &group{title: ":arrow_up: Will upgrade"}
+	inactive := &group{title: ":warning: Not ACTIVATED: HBR may refuse or fail these"}
+	missing := &group{title: ":question: Not found in HBR: no backup client known for these"}
+	skipped := &group{title: ":white_check_mark: Already at the latest version, left out (`--force` to include)", ids: r.Skipped}
+	for _, id := range r.Spec.All() {
+		c, ok := hbrbot.Lookup(r.Preflight, id)
+		switch {
+		case !ok:
+			missing.ids = append(missing.ids, id)
+		case c.Status != "" && c.Status != "ACTIVATED":
+			inactive.ids = append(inactive.ids, id)
+			inactive.details = append(inactive.details, fmt.Sprintf("• `%s` %s· %s · `%s`", id, name(c), c.Version, c.Status))
+		default:
+			upgrade.ids = append(upgrade.ids, id)
+			upgrade.details = append(upgrade.details, fmt.Sprintf("• `%s` %s· %s → %s", id, name(c), c.Version, c.MaxVersion))
+		}
+	}
+	var lines []string
+	for _, g := range []*group{upgrade, inactive, missing, skipped} {
+		if len(g.ids) == 0 {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("*%s (%d)*", g.title, len(g.ids)))
+		if len(g.details) > 0 && len(g.details) <= groupLimit {
+			lines = append(lines, g.details...)
+		} else {
+			lines = append(lines, idList(g.ids)...)
+		}
+	}
+	return lines
+}
+
+func name(c hbrbot.ClientInfo) string {
+	if c.InstanceName == "" {
+		return ""
+	}
+	return c.InstanceName + " "
 }
 
 // outcomeHeadline sums up a request's ended jobs for the card's top line.
@@ -155,7 +216,7 @@ func approvalsLine(r hbrbot.Request) string {
 	}
 	line := fmt.Sprintf("*Approvals:* %d of %d (%s)", len(r.Approvals), r.RequiredApprovals, who)
 	if left := r.RequiredApprovals - len(r.Approvals); r.State == hbrbot.RequestPending && left > 0 {
-		line += fmt.Sprintf(": %s more needed", plural(left, "approval"))
+		line += fmt.Sprintf(": %s needed", plural(left, "more approval"))
 	}
 	return line
 }
@@ -237,6 +298,7 @@ var outcomeGroups = []struct {
 	word  string
 }{
 	{hbrbot.OutcomeFailed, ":x: Failed", "failed"},
+	{hbrbot.OutcomeStillOld, ":warning: Reported done, but still on an old version", "still old"},
 	{hbrbot.OutcomeInvalid, ":warning: Refused by HBR", "refused"},
 	{hbrbot.OutcomeNotStarted, ":x: Not started", "not started"},
 	{hbrbot.OutcomeUnknown, ":grey_question: Outcome unknown", "unknown"},
@@ -288,8 +350,11 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		for _, o := range outcomes {
 			switch {
 			case o.Kind != g.kind:
+			case o.Kind == hbrbot.OutcomeStillOld:
+				coded = append(coded, fmt.Sprintf("• `%s` %s → %s, latest %s", o.ID, o.Before, o.After, o.Latest))
+				codes[o.Code] = true
 			case o.Code != "" && g.kind != hbrbot.OutcomeNotStarted:
-				coded = append(coded, fmt.Sprintf("• `%s` %s", o.ID, codeText(o.Code)))
+				coded = append(coded, fmt.Sprintf("• `%s` %s%s", o.ID, codeText(o.Code), versionNote(o)))
 				codes[o.Code] = true
 			default:
 				ids = append(ids, o.ID)
@@ -301,11 +366,51 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		if len(ids)+len(coded) == 0 {
 			continue
 		}
-		lines = append(lines, fmt.Sprintf("*%s (%d)*", g.label, len(ids)+len(coded)))
+		lines = append(lines, fmt.Sprintf("*%s (%d)*%s", g.label, len(ids)+len(coded), transition(outcomes, g.kind)))
 		lines = append(lines, coded...)
 		lines = append(lines, idList(ids)...)
 	}
+	if b.VerifyError != "" {
+		lines = append(lines, ":grey_question: Versions not verified: "+b.VerifyError+".")
+	}
 	return strings.ReplaceAll(summary, "*", ""), sections(lines, blockLimit)
+}
+
+// versionNote is a failed client's version, when known.
+func versionNote(o hbrbot.Outcome) string {
+	if v := cmp.Or(o.After, o.Before); v != "" {
+		return " (" + v + ")"
+	}
+	return ""
+}
+
+// transition sums up the versions of a group's clients: ": 2.4.0 → 2.5.1
+// (latest)" when they all moved alike, or how many run the latest.
+func transition(outcomes []hbrbot.Outcome, kind hbrbot.OutcomeKind) string {
+	if kind != hbrbot.OutcomeUpgraded {
+		return ""
+	}
+	seen := map[string]int{}
+	latest, known := 0, 0
+	for _, o := range outcomes {
+		if o.Kind != kind || o.After == "" {
+			continue
+		}
+		known++
+		seen[cmp.Or(o.Before, "?")+" → "+o.After]++
+		if hbrbot.CompareVersions(o.After, o.Latest) >= 0 {
+			latest++
+		}
+	}
+	switch {
+	case known == 0:
+		return ""
+	case len(seen) == 1 && latest == known:
+		for t := range seen {
+			return ": " + t + " (latest)"
+		}
+	}
+	return fmt.Sprintf(": %d of %d verified on the latest version", latest, known)
 }
 
 // codeHints says what an operator can do about each documented failure.
@@ -316,6 +421,7 @@ var codeHints = []struct{ code, hint string }{
 	{"UPGRADE_FAILED", "the upgrade ran and failed: check the HBR client's logs on the instance, then retry."},
 	{"UNKNOWN", "the client is disconnected from HBR: check the instance's network and the HBR client service."},
 	{"JobFailed", "HBR reported the job failed without details: check the job in the HBR console, then retry."},
+	{"StillOld", "HBR reported success but the client did not move to the latest version: check the client on the instance and retry it."},
 	{"timeout", "HBR did not finish within HBRBOT_TASK_TIMEOUT: the client may still be upgrading; check it in the HBR console before retrying."},
 }
 

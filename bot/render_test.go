@@ -28,11 +28,25 @@ func ids(prefix string, n int) []string {
 }
 
 func request(n int) hbrbot.Request {
-	return hbrbot.Request{
+	r := hbrbot.Request{
 		ID: "r2x8kq4mzva", ChannelID: "C0OPS", RequesterID: "U0ALICE", State: hbrbot.RequestPending,
 		Spec:      hbrbot.UpgradeSpec{Targets: hbrbot.Targets{InstanceIDs: ids("i-bp1", n-2), ClientIDs: ids("c-000", 2)}, Region: "cn-hangzhou"},
 		CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), RequiredApprovals: 2, Approvals: []string{"U0BOB"},
 	}
+	// The pre-flight look-up: one of each group.
+	all := r.Spec.All()
+	for i, id := range all[:len(all)-1] {
+		c := hbrbot.ClientInfo{InstanceID: id, ClientID: "c-for-" + id, InstanceName: fmt.Sprintf("web-%02d", i), Version: "2.4.0", MaxVersion: "2.5.1", Status: "ACTIVATED"}
+		if strings.HasPrefix(id, "c-") {
+			c.ClientID, c.InstanceID = id, "i-for-"+id
+		}
+		if i == 1 {
+			c.Status = "UNKNOWN"
+		}
+		r.Preflight = append(r.Preflight, c)
+	}
+	r.Skipped = []string{"i-bp1latest0000000000"}
+	return r
 }
 
 // mixedBatch is a job that ended with every kind of outcome a report shows.
@@ -44,10 +58,17 @@ func mixedBatch() hbrbot.Batch {
 		Invalid: []hbrbot.InvalidTarget{{ID: t.InstanceIDs[0], ErrorCode: "InstanceNotRunning"}, {ID: t.InstanceIDs[1], ErrorCode: "CloudAssistNotRunningOnInstance"}}}
 	for i, id := range t.InstanceIDs[2:] {
 		r := hbrbot.ClientResult{InstanceID: id, ClientStatus: "ACTIVATED"}
-		if i%20 == 0 {
+		after := "2.5.1"
+		switch {
+		case i%20 == 0:
 			r.ClientStatus, r.ErrorCode = "UPGRADE_FAILED", "UPGRADE_FAILED"
+			after = "2.4.0"
+		case i == 7:
+			after = "2.4.0" // HBR says done; the client says otherwise
 		}
 		b.Results = append(b.Results, r)
+		b.Before = append(b.Before, hbrbot.ClientInfo{InstanceID: id, Version: "2.4.0", MaxVersion: "2.5.1", Status: "ACTIVATED"})
+		b.After = append(b.After, hbrbot.ClientInfo{InstanceID: id, Version: after, MaxVersion: "2.5.1", Status: "ACTIVATED"})
 	}
 	return b
 }

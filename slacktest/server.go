@@ -81,6 +81,10 @@ type Message struct {
 	ReplyBroadcast                    bool
 	Deleted                           bool // removed via response_url delete_original
 	Edits                             int  // chat.update / replace_original count
+
+	// Files are the IDs of the files the message shares: Slack posts a file
+	// shared by files.completeUploadExternal as a message with "files".
+	Files []string
 }
 
 // User is a workspace member known to users.info and used for display names
@@ -127,6 +131,7 @@ type Server struct {
 	users      map[string]User
 	respURLs   map[int]*responseURL
 	nextResp   int
+	files      fileStore // see files.go
 
 	// Socket Mode state, see socket.go.
 	tickets    map[string]bool
@@ -169,6 +174,7 @@ func NewServer(opts ...Option) *Server {
 	mux.HandleFunc("/api/", s.handleAPI)
 	mux.HandleFunc("/link/", s.handleLink)
 	mux.HandleFunc("/response/", s.handleResponseURL)
+	mux.HandleFunc("/upload/", s.handleUpload)
 	mux.HandleFunc("/archives/", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = fmt.Fprintf(w, "permalink %s\n", r.URL.Path)
 	})
@@ -240,14 +246,15 @@ func (s *Server) wait(ctx context.Context, check func() bool) error {
 // RateLimit makes the next n calls of method answer HTTP 429 with a
 // Retry-After header (whole seconds, rounded up, at least 1) and
 // {"ok":false,"error":"ratelimited"}, which slack-go turns into
-// *slack.RateLimitedError. method may be "response_url".
+// *slack.RateLimitedError. method may be "response_url" or "upload_url".
 func (s *Server) RateLimit(method string, n int, retryAfter time.Duration) {
 	s.addFaults(method, n, fault{status: http.StatusTooManyRequests, retryAfter: retryAfter, err: "ratelimited"})
 }
 
 // FailNext makes the next n calls of method answer {"ok":false,"error":slackError}
 // with HTTP 200, as Slack does for API errors. For "response_url" the answer is
-// HTTP 400 with that body instead, since webhooks report errors by status.
+// HTTP 400 with that body instead, since webhooks report errors by status;
+// the same goes for "upload_url" (see files.go).
 // Faults queue up in the order they were added.
 func (s *Server) FailNext(method string, n int, slackError string) {
 	s.addFaults(method, n, fault{status: http.StatusOK, err: slackError})
@@ -409,6 +416,7 @@ func copyMessage(m *Message) Message {
 	c := *m
 	c.Blocks = append(json.RawMessage(nil), m.Blocks...)
 	c.Metadata = append(json.RawMessage(nil), m.Metadata...)
+	c.Files = append([]string(nil), m.Files...)
 	if len(m.Blocks) == 0 {
 		c.Blocks = nil
 	}

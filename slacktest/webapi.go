@@ -22,14 +22,16 @@ type apiHandler func(s *Server, r *http.Request) (obj, string)
 // Web API methods. Each returns the success body (without "ok") or a Slack
 // error string. They run with s.mu held.
 var apiMethods = map[string]apiHandler{
-	"auth.test":             (*Server).authTest,
-	"chat.postMessage":      (*Server).chatPostMessage,
-	"chat.update":           (*Server).chatUpdate,
-	"chat.postEphemeral":    (*Server).chatPostEphemeral,
-	"chat.getPermalink":     (*Server).chatGetPermalink,
-	"conversations.replies": (*Server).conversationsReplies,
-	"usergroups.users.list": (*Server).usergroupsUsersList,
-	"users.info":            (*Server).usersInfo,
+	"auth.test":                    (*Server).authTest,
+	"chat.postMessage":             (*Server).chatPostMessage,
+	"chat.update":                  (*Server).chatUpdate,
+	"chat.postEphemeral":           (*Server).chatPostEphemeral,
+	"chat.getPermalink":            (*Server).chatGetPermalink,
+	"conversations.replies":        (*Server).conversationsReplies,
+	"files.getUploadURLExternal":   (*Server).filesGetUploadURLExternal,
+	"files.completeUploadExternal": (*Server).filesCompleteUploadExternal,
+	"usergroups.users.list":        (*Server).usergroupsUsersList,
+	"users.info":                   (*Server).usersInfo,
 }
 
 func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
@@ -346,6 +348,9 @@ func (s *Server) wireMessage(m *Message, withMeta bool) obj {
 	}
 	if withMeta && len(m.Metadata) > 0 {
 		o["metadata"] = m.Metadata
+	}
+	if len(m.Files) > 0 {
+		o["files"] = s.wireFiles(m.Files)
 	}
 	if m.Edits > 0 {
 		o["edited"] = obj{"user": BotUserID, "ts": m.TS}

@@ -48,6 +48,7 @@ type Budget interface {
 type HBR interface {
 	UpgradeBackupClients(ctx context.Context, region string, t hbrbot.Targets, cross *hbrbot.CrossAccount) (hbrbot.Submission, error)
 	DescribeTask(ctx context.Context, region, taskID string) (hbrbot.Task, error)
+	DescribeBackupClients(ctx context.Context, region string, t hbrbot.Targets, cross *hbrbot.CrossAccount) ([]hbrbot.ClientInfo, error)
 }
 
 // Chat is how the workflow speaks in Slack.
@@ -134,8 +135,8 @@ type Options struct {
 	// across all requests (Slack's chat.update is Tier 3).
 	ProgressEvery  time.Duration
 	ProgressBudget Budget
-	Logger        *slog.Logger
-	Now           func() time.Time
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Service is the workflow.
@@ -322,9 +323,20 @@ func (s *Service) RequestUpgrade(ctx context.Context, inv Invocation, spec hbrbo
 		s.tell(ctx, inv.recipient(), reason)
 		return
 	}
+	// Read-only look-up before approval: what will change.
+	preflight, preflightErr := s.preflight(ctx, spec)
+	var skipped []string
+	if preflightErr == "" && !spec.Force {
+		spec.Targets, skipped = leaveOutLatest(spec.Targets, preflight)
+		if spec.Len() == 0 {
+			s.tell(ctx, inv.recipient(), fmt.Sprintf("Nothing to upgrade: every client named (%d) already runs the latest version. Nothing was done; add `--force` to upgrade anyway.", len(skipped)))
+			return
+		}
+	}
 	now := s.now()
 	r := hbrbot.Request{
 		ID: newID(), TeamID: inv.TeamID, ChannelID: inv.ChannelID, RequesterID: inv.UserID,
+		Preflight: preflight, PreflightError: preflightErr, Skipped: skipped,
 		Spec: spec, State: hbrbot.RequestPending, CreatedAt: now, ExpiresAt: now.Add(s.policy.RequestTTL),
 		RequiredApprovals: max(rules.RequiredApprovals, 1), DryRun: spec.DryRun || s.policy.DryRun,
 	}
@@ -358,6 +370,52 @@ func crossAccount(spec hbrbot.UpgradeSpec) string {
 		return ""
 	}
 	return fmt.Sprintf("%d/%s", spec.CrossAccount.UserID, spec.CrossAccount.RoleName)
+}
+
+// preflightTimeout bounds the look-up before the card: the caller waits.
+const preflightTimeout = 5 * time.Second
+
+// preflight looks the IDs up with DescribeBackupClients. On failure it
+// returns a one-line reason instead, and the card shows the IDs as typed.
+func (s *Service) preflight(ctx context.Context, spec hbrbot.UpgradeSpec) ([]hbrbot.ClientInfo, string) {
+	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	defer cancel()
+	clients, err := s.hbr.DescribeBackupClients(ctx, spec.Region, spec.Targets, spec.CrossAccount)
+	if err != nil {
+		s.log.WarnContext(ctx, "preflight look-up failed", "err", err)
+		reason := "the look-up failed"
+		if code := hbrbot.ErrorCode(err); code != "" {
+			reason += " (" + code + ")"
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			reason += " (timed out)"
+		}
+		return nil, reason
+	}
+	return clients, ""
+}
+
+// leaveOutLatest drops the IDs whose client already runs the latest
+// version.
+func leaveOutLatest(t hbrbot.Targets, clients []hbrbot.ClientInfo) (keep hbrbot.Targets, skipped []string) {
+	latest := func(id string) bool {
+		c, ok := hbrbot.Lookup(clients, id)
+		return ok && c.Version != "" && c.MaxVersion != "" && !c.Outdated()
+	}
+	for _, id := range t.InstanceIDs {
+		if latest(id) {
+			skipped = append(skipped, id)
+		} else {
+			keep.InstanceIDs = append(keep.InstanceIDs, id)
+		}
+	}
+	for _, id := range t.ClientIDs {
+		if latest(id) {
+			skipped = append(skipped, id)
+		} else {
+			keep.ClientIDs = append(keep.ClientIDs, id)
+		}
+	}
+	return keep, skipped
 }
 
 // slackReason is a short, secret-free reason from a Slack error.
@@ -537,6 +595,11 @@ func (s *Service) batches(r hbrbot.Request, cardTS string) []hbrbot.Batch {
 		out[i] = hbrbot.Batch{RequestID: r.ID, Index: i, Of: len(parts), Targets: t, Region: r.Spec.Region,
 			CrossAccount: r.Spec.CrossAccount, DryRun: r.DryRun, RequesterID: r.RequesterID, ChannelID: r.ChannelID, ThreadTS: cardTS,
 			State: hbrbot.BatchPending}
+		for _, id := range t.All() {
+			if c, ok := hbrbot.Lookup(r.Preflight, id); ok {
+				out[i].Before = append(out[i].Before, c)
+			}
+		}
 	}
 	return out
 }

@@ -324,10 +324,12 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 			log.WarnContext(ctx, "unreadable task result; the job's status decides", "err", err)
 		}
 		b.Results = results
+		s.verify(ctx, b, log)
 		return time.Time{}, nil
 	}
 	if !now.Before(b.Deadline) {
 		b.State, b.Final, b.Ended = hbrbot.BatchFinished, hbrbot.JobTimedOut, now
+		s.verify(ctx, b, log) // the clients may have moved regardless
 		return time.Time{}, nil
 	}
 	return s.nextPoll(*b, now), nil
@@ -459,4 +461,23 @@ func (s *Service) showProgress(ctx context.Context, l hbrbot.Lease) error {
 		return err
 	}
 	return s.store.Reschedule(ctx, l, time.Time{})
+}
+
+// verify looks the batch's clients up again once the job ended, so the
+// report can say which now run the latest version (and flag any the job
+// called done that do not).
+func (s *Service) verify(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) {
+	if b.DryRun {
+		return
+	}
+	after, err := s.hbr.DescribeBackupClients(ctx, b.Region, b.Targets, b.CrossAccount)
+	if err != nil {
+		log.WarnContext(ctx, "verification look-up failed", "err", err)
+		b.VerifyError = "could not look the clients up after the job"
+		if code := hbrbot.ErrorCode(err); code != "" {
+			b.VerifyError += " (" + code + ")"
+		}
+		return
+	}
+	b.After = after
 }

@@ -117,8 +117,8 @@ func TestCancel(t *testing.T) {
 	h.slack.SendBlockAction(slacktest.BlockAction{ChannelID: channel, MessageTS: card.TS, UserID: approver,
 		ActionID: "hbr_upgrade_approve", Value: requestID(t, card)})
 	h.awaitTold(approver, "cancelled by <@"+requester+">")
-	if n := len(h.hbr.Calls("")); n != 0 {
-		t.Errorf("%d HBR calls after a cancel, want 0", n)
+	if n := len(h.hbr.Calls("UpgradeBackupClients")) + len(h.hbr.Calls("DescribeTask")); n != 0 {
+		t.Errorf("%d job calls to HBR after a cancel, want 0 (only the read-only look-up)", n)
 	}
 }
 
@@ -469,8 +469,8 @@ func TestRequestExpires(t *testing.T) {
 	h.slack.SendBlockAction(slacktest.BlockAction{ChannelID: channel, MessageTS: card.TS, UserID: approver,
 		ActionID: "hbr_upgrade_approve", Value: requestID(t, card)})
 	h.awaitTold(approver, "expired at")
-	if n := len(h.hbr.Calls("")); n != 0 {
-		t.Errorf("%d HBR calls for an expired request", n)
+	if n := len(h.hbr.Calls("UpgradeBackupClients")) + len(h.hbr.Calls("DescribeTask")); n != 0 {
+		t.Errorf("%d job calls to HBR for an expired request", n)
 	}
 }
 
@@ -675,5 +675,74 @@ func TestLiveProgress(t *testing.T) {
 	}
 	if !strings.Contains(last.Form.Get("blocks"), "▓▓▓▓▓▓▓▓▓▓") {
 		t.Errorf("last redraw has no full bars:\n%s", last.Form.Get("blocks"))
+	}
+}
+
+// TestPreflightAndVerify: the card shows each client's version and what
+// the upgrade will do; clients already at the latest are left out; the
+// final report verifies the versions and flags a client HBR called done
+// that still runs the old one.
+func TestPreflightAndVerify(t *testing.T) {
+	h := newHarness(t, nil)
+	old := hbrtest.Instance{Name: "web-1", Version: "2.4.0", MaxVersion: "2.5.1", Status: "ACTIVATED"}
+	h.hbr.SetInstance("i-old1", old)
+	latest := old
+	latest.Name, latest.Version = "web-2", "2.5.1"
+	h.hbr.SetInstance("i-latest", latest)
+	down := old
+	down.Name, down.Status = "web-3", "UNKNOWN"
+	h.hbr.SetInstance("i-down", down)
+	stale := old
+	stale.Name, stale.StaysOld = "web-4", true
+	h.hbr.SetInstance("i-stale", stale)
+	h.start()
+
+	h.command(requester, "i-old1 i-latest i-down i-ghost i-stale")
+	card := h.awaitCard(1)
+	for _, want := range []string{"Will upgrade (2)", "web-1 · 2.4.0 → 2.5.1", "Not ACTIVATED", "`UNKNOWN`",
+		"Not found in HBR", "i-ghost", "Already at the latest version, left out", "i-latest"} {
+		if !strings.Contains(text(card), want) {
+			t.Errorf("card lacks %q:\n%s", want, text(card))
+		}
+	}
+	h.click(approver, card, "hbr_upgrade_approve")
+	final := text(h.awaitReports(card, "final", 1)[0])
+	if got := h.hbr.Calls("UpgradeBackupClients")[0].Params.Get("InstanceIds"); strings.Contains(got, "i-latest") {
+		t.Errorf("a client at the latest version was submitted: %s", got)
+	}
+	for _, want := range []string{"still old", "i-stale` 2.4.0 → 2.4.0, latest 2.5.1", "StillOld"} {
+		if !strings.Contains(final, want) {
+			t.Errorf("final report lacks %q:\n%s", want, final)
+		}
+	}
+}
+
+// TestPreflightFailure: when the look-up fails the card says so in one
+// line, and the IDs as typed can still be approved.
+func TestPreflightFailure(t *testing.T) {
+	h := newHarness(t, nil)
+	h.hbr.FailNext("DescribeBackupClients", 1, 403, "Forbidden.RAM")
+	h.start()
+	h.command(requester, "i-aaa i-bbb")
+	card := h.awaitCard(1)
+	if !strings.Contains(text(card), "Could not look the clients up in HBR (the look-up failed (Forbidden.RAM))") {
+		t.Errorf("card:\n%s", text(card))
+	}
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "final", 1)
+	if got := h.hbr.Calls("UpgradeBackupClients")[0].Params.Get("InstanceIds"); got != `["i-aaa","i-bbb"]` {
+		t.Errorf("submitted %s", got)
+	}
+}
+
+// TestNothingToUpgrade: every client already at the latest: no card.
+func TestNothingToUpgrade(t *testing.T) {
+	h := newHarness(t, nil)
+	h.hbr.SetInstance("i-latest", hbrtest.Instance{Version: "2.5.1", MaxVersion: "2.5.1", Status: "ACTIVATED"})
+	h.start()
+	h.command(requester, "i-latest")
+	h.awaitTold(requester, "Nothing to upgrade: every client named (1) already runs the latest version")
+	if n := len(h.slack.Calls("chat.postMessage")); n != 0 {
+		t.Errorf("%d messages posted", n)
 	}
 }
