@@ -72,6 +72,10 @@ type UpgradeSpec struct {
 	// Force: --force; clients already at the latest version are upgraded
 	// too instead of being left out.
 	Force bool `json:"force,omitempty"`
+	// Outdated: --outdated; the targets are the region's clients older
+	// than the latest version, at most Limit of them.
+	Outdated bool `json:"outdated,omitempty"`
+	Limit    int  `json:"limit,omitempty"`
 	// Region is the region the command named; empty means the default.
 	Region       string        `json:"region,omitempty"`
 	CrossAccount *CrossAccount `json:"cross_account,omitempty"`

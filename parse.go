@@ -77,8 +77,10 @@ const (
 	cmdFlagRegion = "region"
 	cmdFlagUserID = "cross-account-user-id"
 	cmdFlagRole   = "cross-account-role"
-	cmdFlagDryRun = "dry-run" // takes no value
-	cmdFlagForce  = "force"   // takes no value
+	cmdFlagDryRun = "dry-run"  // takes no value
+	cmdFlagForce  = "force"    // takes no value
+	cmdFlagStale  = "outdated" // takes no value: select the region's outdated clients
+	cmdFlagLimit  = "limit"
 )
 
 // ParseCommand parses the text of the slash command. maxTargets is the most
@@ -128,7 +130,13 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 			name, value, hasValue := strings.Cut(t, "=")
 			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(strings.TrimPrefix(name, "-"), "-"), "_", "-"))
 			switch key {
-			case cmdFlagRegion, cmdFlagUserID, cmdFlagRole:
+			case cmdFlagRegion, cmdFlagUserID, cmdFlagRole, cmdFlagLimit:
+			case cmdFlagStale:
+				if hasValue {
+					return Command{}, cmdErrorf("`--outdated` takes no value.")
+				}
+				spec.Outdated = true
+				continue
 			case cmdFlagDryRun:
 				if hasValue {
 					return Command{}, cmdErrorf("`--dry-run` takes no value.")
@@ -146,7 +154,7 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 			case "help", "h":
 				return Command{}, cmdErrorf("%s must come first: type `/hbr-upgrade help` for the usage.", cmdQuote(name))
 			default:
-				return Command{}, cmdErrorf("Unknown flag %s. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role`, `--dry-run` and `--force`.", cmdQuote(name))
+				return Command{}, cmdErrorf("Unknown flag %s. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role`, `--dry-run`, `--force`, `--outdated` and `--limit`.", cmdQuote(name))
 			}
 			if flags[key] {
 				return Command{}, cmdErrorf("`--%s` is given more than once.", key)
@@ -176,6 +184,12 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 				}
 				spec.CrossAccount.UserID = uid
 				uidSet = true
+			case cmdFlagLimit:
+				n, err := strconv.Atoi(value)
+				if err != nil || n < 1 || n > maxTargets {
+					return Command{}, cmdErrorf("`--limit` takes a number of clients from 1 to %d, not %s.", maxTargets, cmdQuote(value))
+				}
+				spec.Limit = n
 			case cmdFlagRole:
 				if err := cmdCheckRole(value); err != nil {
 					return Command{}, err
@@ -217,16 +231,22 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 		return Command{}, cmdErrorf("%s is not an instance ID (`i-…`), a client ID (`c-…`) or a flag.", cmdQuote(t))
 	}
 
+	switch {
+	case spec.Outdated && spec.Len() > 0:
+		return Command{}, cmdErrorf("`--outdated` selects the clients itself: give it no IDs, as in `--outdated --region cn-hangzhou`.")
+	case spec.Limit > 0 && !spec.Outdated:
+		return Command{}, cmdErrorf("`--limit` goes with `--outdated` only.")
+	case spec.Outdated:
+		if spec.Limit == 0 {
+			spec.Limit = maxTargets
+		}
+		return Command{Kind: CommandUpgrade, Upgrade: spec}, cmdCheckCross(spec, uidSet)
+	}
 	if spec.Len() == 0 {
 		return Command{}, cmdErrorf("No instance or client IDs given. Example: `/hbr-upgrade i-bp1abc c-000xyz`; `/hbr-upgrade help` shows the usage.")
 	}
-	if spec.CrossAccount != nil {
-		switch {
-		case !uidSet:
-			return Command{}, cmdErrorf("`--cross-account-role` needs `--cross-account-user-id` too: a cross-account upgrade names both.")
-		case spec.CrossAccount.RoleName == "":
-			return Command{}, cmdErrorf("`--cross-account-user-id` needs `--cross-account-role` too: a cross-account upgrade names both.")
-		}
+	if err := cmdCheckCross(spec, uidSet); err != nil {
+		return Command{}, err
 	}
 	if n := spec.Len(); n > maxTargets {
 		return Command{}, cmdErrorf("Too many IDs: %d given, at most %d per command.", n, maxTargets)
@@ -247,6 +267,7 @@ func Usage() string {
 		"account (its account ID) through a RAM role it trusts. Give both or neither.\n" +
 		"• `--dry-run`: go through approval and reporting, but never call UpgradeBackupClients.\n" +
 		"• `--force`: also upgrade clients that already run the latest version (left out otherwise).\n" +
+		"• `--outdated [--limit N]`: instead of IDs, every ECS client of the region older than the latest version (at most N).\n" +
 		"• A flag's value may also follow `=`: `--region=cn-hangzhou`.\n" +
 		"The command posts an approval card to the channel; nothing is upgraded until an approver clicks *Approve*.\n" +
 		"*Examples*\n" +
@@ -603,4 +624,17 @@ func (l *cmdLexer) flush() {
 		l.done = true
 	}
 	l.cur, l.long = l.cur[:0], false
+}
+
+// cmdCheckCross checks that the cross-account flags came together.
+func cmdCheckCross(spec UpgradeSpec, uidSet bool) error {
+	switch {
+	case spec.CrossAccount == nil:
+		return nil
+	case !uidSet:
+		return cmdErrorf("`--cross-account-role` needs `--cross-account-user-id` too: a cross-account upgrade names both.")
+	case spec.CrossAccount.RoleName == "":
+		return cmdErrorf("`--cross-account-user-id` needs `--cross-account-role` too: a cross-account upgrade names both.")
+	}
+	return nil
 }

@@ -117,9 +117,14 @@ func TestParseCommand(t *testing.T) {
 		{name: "role 64", text: "i-a --cross-account-user-id 1 --cross-account-role " + strings.Repeat("r", 64), want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: strings.Repeat("r", 64)})},
 		{name: "dry run", text: "i-abc --dry-run", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.DryRun = true; return c }()},
 		{name: "dry run em dash first", text: "—dry-run i-abc", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.DryRun = true; return c }()},
+		{name: "outdated", text: "--outdated --region cn-shanghai", want: hbrbot.Command{Kind: hbrbot.CommandUpgrade, Upgrade: hbrbot.UpgradeSpec{Outdated: true, Limit: 500, Region: "cn-shanghai"}}},
+		{name: "outdated limit", text: "--outdated --limit 20", want: hbrbot.Command{Kind: hbrbot.CommandUpgrade, Upgrade: hbrbot.UpgradeSpec{Outdated: true, Limit: 20}}},
+		{name: "outdated with ids", text: "--outdated i-abc", wantErr: "`--outdated` selects the clients itself"},
+		{name: "limit without outdated", text: "i-abc --limit 3", wantErr: "`--limit` goes with `--outdated` only."},
+		{name: "limit zero", text: "--outdated --limit 0", wantErr: "`--limit` takes a number of clients from 1 to 500, not `0`."},
 		{name: "force", text: "i-abc --force", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.Force = true; return c }()},
 		{name: "dry run with value", text: "i-abc --dry-run=yes", wantErr: "`--dry-run` takes no value."},
-		{name: "unknown flag", text: "i-a --foo", wantErr: "Unknown flag `--foo`. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role`, `--dry-run` and `--force`."},
+		{name: "unknown flag", text: "i-a --foo", wantErr: "Unknown flag `--foo`. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role`, `--dry-run`, `--force`, `--outdated` and `--limit`."},
 		{name: "unknown flag with value", text: "i-a --regoin=cn-hangzhou", wantErr: "Unknown flag `--regoin`."},
 		{name: "three dashes", text: "i-a ---region cn-hangzhou", wantErr: "Unknown flag `---region`."},
 		{name: "lone dash", text: "i-a - i-b", wantErr: "`-` on its own is neither an ID nor a flag"},
@@ -446,6 +451,9 @@ func pcCanonical(s hbrbot.UpgradeSpec) string {
 	}
 	if s.Force {
 		words = append(words, "--force")
+	}
+	if s.Outdated {
+		words = append(words, "--outdated", "--limit", strconv.Itoa(s.Limit))
 	}
 	return strings.Join(words, " ")
 }

@@ -6,11 +6,13 @@
 package upgrade
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -324,7 +326,16 @@ func (s *Service) RequestUpgrade(ctx context.Context, inv Invocation, spec hbrbo
 		return
 	}
 	// Read-only look-up before approval: what will change.
-	preflight, preflightErr := s.preflight(ctx, spec)
+	var preflight []hbrbot.ClientInfo
+	var preflightErr string
+	if spec.Outdated {
+		var ok bool
+		if spec, preflight, ok = s.selectOutdated(ctx, inv, spec); !ok {
+			return
+		}
+	} else {
+		preflight, preflightErr = s.preflight(ctx, spec)
+	}
 	var skipped []string
 	if preflightErr == "" && !spec.Force {
 		spec.Targets, skipped = leaveOutLatest(spec.Targets, preflight)
@@ -392,6 +403,40 @@ func (s *Service) preflight(ctx context.Context, spec hbrbot.UpgradeSpec) ([]hbr
 		return nil, reason
 	}
 	return clients, ""
+}
+
+// selectOutdated fills spec with the region's clients older than the
+// latest version (at most spec.Limit, oldest first). ok false: the caller
+// was told why there is nothing to approve.
+func (s *Service) selectOutdated(ctx context.Context, inv Invocation, spec hbrbot.UpgradeSpec) (hbrbot.UpgradeSpec, []hbrbot.ClientInfo, bool) {
+	lctx, cancel := context.WithTimeout(ctx, 3*preflightTimeout) // a whole region, page by page
+	defer cancel()
+	all, err := s.hbr.DescribeBackupClients(lctx, spec.Region, hbrbot.Targets{}, spec.CrossAccount)
+	if err != nil {
+		s.log.WarnContext(ctx, "list clients", "region", spec.Region, "err", err)
+		code := hbrbot.ErrorCode(err)
+		s.tell(ctx, inv.recipient(), fmt.Sprintf("Could not list the backup clients of %s (%s). Nothing was done.", spec.Region, cmp.Or(code, "the look-up failed")))
+		return spec, nil, false
+	}
+	var outdated []hbrbot.ClientInfo
+	for _, c := range all {
+		if c.Outdated() && c.ClientID != "" {
+			outdated = append(outdated, c)
+		}
+	}
+	if len(outdated) == 0 {
+		s.tell(ctx, inv.recipient(), fmt.Sprintf("Every ECS backup client in %s (%d) runs the latest version: nothing to upgrade.", spec.Region, len(all)))
+		return spec, nil, false
+	}
+	slices.SortStableFunc(outdated, func(a, b hbrbot.ClientInfo) int { return hbrbot.CompareVersions(a.Version, b.Version) })
+	if len(outdated) > spec.Limit {
+		outdated = outdated[:spec.Limit]
+	}
+	spec.Targets = hbrbot.Targets{}
+	for _, c := range outdated {
+		spec.ClientIDs = append(spec.ClientIDs, c.ClientID)
+	}
+	return spec, outdated, true
 }
 
 // leaveOutLatest drops the IDs whose client already runs the latest

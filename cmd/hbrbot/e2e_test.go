@@ -746,3 +746,49 @@ func TestNothingToUpgrade(t *testing.T) {
 		t.Errorf("%d messages posted", n)
 	}
 }
+
+// TestOutdatedFleet: --outdated selects every client of the region older
+// than the latest version, across DescribeBackupClients pages, and goes
+// through the same card and approval.
+func TestOutdatedFleet(t *testing.T) {
+	h := newHarness(t, nil)
+	for i := range 250 {
+		v := "2.4.0"
+		if i%5 == 0 {
+			v = "2.10.0" // the latest: numerically above 2.9, below as text
+		}
+		h.hbr.SetInstance(fmt.Sprintf("i-fleet%03d", i), hbrtest.Instance{Version: v, MaxVersion: "2.10.0", Status: "ACTIVATED"})
+	}
+	h.start()
+	h.command(requester, "--outdated --limit 150")
+	card := h.awaitCard(1)
+	if !strings.Contains(text(card), "Will upgrade (150)") {
+		t.Errorf("card:\n%s", text(card))
+	}
+	pages := 0
+	for _, c := range h.hbr.Calls("DescribeBackupClients") {
+		if c.Params.Get("InstanceIds") == "" && c.Params.Get("ClientIds") == "" {
+			pages++
+		}
+	}
+	if pages != 3 {
+		t.Errorf("%d unfiltered DescribeBackupClients pages, want 3 for 250 clients", pages)
+	}
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "final", 2)
+	submitted := 0
+	for _, c := range h.hbr.Calls("UpgradeBackupClients") {
+		var ids []string
+		json.Unmarshal([]byte(c.Params.Get("ClientIds")), &ids)
+		for _, id := range ids {
+			var n int
+			if _, err := fmt.Sscanf(id, "c-fleet%03d", &n); err != nil || n%5 == 0 {
+				t.Errorf("%s submitted: it was not outdated", id)
+			}
+		}
+		submitted += len(ids)
+	}
+	if submitted != 150 {
+		t.Errorf("%d clients submitted, want 150", submitted)
+	}
+}
