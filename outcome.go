@@ -1,5 +1,7 @@
 package hbrbot
 
+import "strings"
+
 // OutcomeKind is what became of one instance or client.
 type OutcomeKind string
 
@@ -136,4 +138,23 @@ func Overall(batches []Batch) (tally map[OutcomeKind]int, done bool) {
 		done = false
 	}
 	return tally, done
+}
+
+// RetryTargets are the IDs of an ended batch worth another try: every one
+// that did not end upgraded, except those whose submission's fate is
+// unknown (they may be upgrading still).
+func RetryTargets(b Batch) Targets {
+	var t Targets
+	for _, o := range b.Outcomes() {
+		switch o.Kind {
+		case OutcomeUpgraded, OutcomeDryRun, OutcomeUnknown:
+			continue
+		}
+		if strings.HasPrefix(o.ID, "c-") {
+			t.ClientIDs = append(t.ClientIDs, o.ID)
+		} else {
+			t.InstanceIDs = append(t.InstanceIDs, o.ID)
+		}
+	}
+	return t
 }

@@ -194,6 +194,8 @@ func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack
 			action = upgrade.Approve
 		case ActionCancel:
 			action = upgrade.Cancel
+		case ActionRetry:
+			action = upgrade.Retry
 		default:
 			continue
 		}

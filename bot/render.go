@@ -15,6 +15,9 @@ import (
 const (
 	ActionApprove = "hbr_upgrade_approve"
 	ActionCancel  = "hbr_upgrade_cancel"
+	// ActionRetry, on a report with failures, opens a new request for them
+	// (an addition to the contract's two).
+	ActionRetry = "hbr_upgrade_retry"
 )
 
 // Slack's limits: a section's text holds 3,000 characters, a message 50
@@ -373,7 +376,13 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 	if b.VerifyError != "" {
 		lines = append(lines, ":grey_question: Versions not verified: "+b.VerifyError+".")
 	}
-	return strings.ReplaceAll(summary, "*", ""), sections(lines, blockLimit)
+	blocks := sections(lines, blockLimit-1)
+	if retry := hbrbot.RetryTargets(b); retry.Len() > 0 && !b.DryRun {
+		btn := slack.NewButtonBlockElement(ActionRetry, b.Key(),
+			slack.NewTextBlockObject(slack.PlainTextType, fmt.Sprintf("Retry the %d not upgraded", retry.Len()), false, false))
+		blocks = append(blocks, slack.NewActionBlock("hbr_upgrade_retry", btn))
+	}
+	return strings.ReplaceAll(summary, "*", ""), blocks
 }
 
 // versionNote is a failed client's version, when known.

@@ -310,6 +310,14 @@ func (s *Service) RequestUpgrade(ctx context.Context, inv Invocation, spec hbrbo
 	if !s.firstDelivery(sctx, inv.EnvelopeID, inv.recipient()) {
 		return
 	}
+	s.requestUpgrade(ctx, inv, spec)
+}
+
+// requestUpgrade checks the requester, looks the clients up, stores the
+// request and posts its card.
+func (s *Service) requestUpgrade(ctx context.Context, inv Invocation, spec hbrbot.UpgradeSpec) {
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	rules, ok := s.rulesFor(inv.ChannelID)
 	if !ok { // the policy was reloaded since Parse
 		s.tell(ctx, inv.recipient(), "/hbr-upgrade is not enabled in this channel. Nothing was done.")
@@ -492,6 +500,9 @@ type Action int
 const (
 	Approve Action = iota
 	Cancel
+	// Retry opens a new request for the IDs of a job that did not end
+	// well; Click.RequestID then names the batch.
+	Retry
 )
 
 // HandleClick decides a request, once, whoever clicks how often on
@@ -501,6 +512,10 @@ func (s *Service) HandleClick(ctx context.Context, c Click) {
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
 	if !s.firstDelivery(sctx, c.EnvelopeID, to) {
+		return
+	}
+	if c.Action == Retry {
+		s.retryFailed(ctx, c, to)
 		return
 	}
 	log := s.log.With("request", c.RequestID, "user", c.UserID)
@@ -593,10 +608,48 @@ func (s *Service) refuseClick(ctx context.Context, to Recipient, c Click, rule, 
 }
 
 func (a Action) String() string {
-	if a == Approve {
+	switch a {
+	case Approve:
 		return "approve"
+	case Retry:
+		return "retry"
 	}
 	return "cancel"
+}
+
+// retryFailed turns the IDs of a job that did not end well into a new
+// request by the clicker, which needs approval like any other.
+func (s *Service) retryFailed(ctx context.Context, c Click, to Recipient) {
+	b, err := s.store.Batch(ctx, c.RequestID)
+	if errors.Is(err, hbrbot.ErrNotFound) {
+		s.tell(ctx, to, "That job is unknown to hbrbot (too old?). Nothing was done.")
+		return
+	}
+	if err != nil {
+		s.tell(ctx, to, Unavailable)
+		return
+	}
+	spec := hbrbot.UpgradeSpec{Targets: hbrbot.RetryTargets(b), Region: b.Region, CrossAccount: b.CrossAccount, DryRun: b.DryRun}
+	if spec.Len() == 0 {
+		s.tell(ctx, to, "Every ID of that job ended well: nothing to retry.")
+		return
+	}
+	inv := Invocation{EnvelopeID: c.EnvelopeID, ChannelID: b.ChannelID, UserID: c.UserID, ResponseURL: c.ResponseURL,
+		Text: "retry of " + b.Key()}
+	rules, ok := s.rulesFor(b.ChannelID)
+	if ok {
+		err = rules.CheckRequest(spec)
+	}
+	if !ok || err != nil {
+		reason := "/hbr-upgrade is no longer enabled in this channel."
+		if err != nil {
+			reason = err.Error()
+		}
+		s.Refused(ctx, inv, &policy.Refusal{Rule: "retry", Message: reason})
+		s.tell(ctx, to, reason+" Nothing was done.")
+		return
+	}
+	s.requestUpgrade(ctx, inv, spec)
 }
 
 func plural(n int, word string) string {

@@ -792,3 +792,34 @@ func TestOutdatedFleet(t *testing.T) {
 		t.Errorf("%d clients submitted, want 150", submitted)
 	}
 }
+
+// TestRetryFailed: "Retry" on a report opens a new request, through
+// approval, for just the IDs that did not end upgraded.
+func TestRetryFailed(t *testing.T) {
+	h := newHarness(t, nil)
+	h.hbr.SetInstance("i-bad", hbrtest.Instance{Invalid: hbrtest.InstanceNotRunning})
+	h.hbr.SetInstance("i-fail", hbrtest.Instance{UpgradeStatus: "UPGRADE_FAILED", ErrorCode: "UPGRADE_FAILED"})
+	h.start()
+	h.command(requester, "i-ok i-bad i-fail")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	final := h.awaitReports(card, "final", 1)[0]
+	if !strings.Contains(string(final.Blocks), "hbr_upgrade_retry") || !strings.Contains(text(final), "Retry the 2 not upgraded") {
+		t.Fatalf("no retry button on a report with failures:\n%s", text(final))
+	}
+	h.slack.SendBlockAction(slacktest.BlockAction{ChannelID: channel, MessageTS: final.TS, UserID: approver, ActionID: "hbr_upgrade_retry"})
+	retry := h.awaitCard(2)
+	if !strings.Contains(text(retry), "requested by <@"+approver+">") || !strings.Contains(text(retry), "i-bad") ||
+		!strings.Contains(text(retry), "i-fail") || strings.Contains(text(retry), "i-ok") {
+		t.Errorf("retry card:\n%s", text(retry))
+	}
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
+		t.Fatalf("the retry submitted before approval (%d calls)", n)
+	}
+	h.click(requester, retry, "hbr_upgrade_approve")
+	h.awaitReports(retry, "final", 1)
+	calls := h.hbr.Calls("UpgradeBackupClients")
+	if len(calls) != 2 || calls[1].Params.Get("InstanceIds") != `["i-bad","i-fail"]` {
+		t.Errorf("retry submitted %v", calls[len(calls)-1].Params.Get("InstanceIds"))
+	}
+}
