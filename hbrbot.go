@@ -362,6 +362,9 @@ const (
 	// ReportProgress is the request's one live progress reply, updated in
 	// place; its key is the request ID.
 	ReportProgress ReportKind = "progress"
+	// ReportTable is the full table of a large final report, as a CSV file
+	// in the thread.
+	ReportTable ReportKind = "table"
 )
 
 // ReportState tracks one thread reply through its posting.

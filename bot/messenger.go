@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -149,6 +150,20 @@ func (m *Messenger) FindReply(ctx context.Context, channel, threadTS, key string
 func progressMetadata(r hbrbot.Request) slack.SlackMetadata {
 	return slack.SlackMetadata{EventType: reportEventType,
 		EventPayload: map[string]any{"batch": r.ID, "kind": string(hbrbot.ReportProgress)}}
+}
+
+// NeedsTable says whether b's final report comes with a table file.
+func (m *Messenger) NeedsTable(b hbrbot.Batch) bool { return NeedsTable(b) }
+
+// UploadTable shares b's full report table as a CSV file in its thread.
+func (m *Messenger) UploadTable(ctx context.Context, b hbrbot.Batch) error {
+	table := ReportCSV(b)
+	name := fmt.Sprintf("hbr-upgrade-%s-job%d.csv", b.RequestID, b.Index+1)
+	_, err := m.api.UploadFileContext(ctx, slack.UploadFileParameters{
+		Reader: bytes.NewReader(table), FileSize: len(table), Filename: name,
+		Title: fmt.Sprintf("%s: every ID of task %s", jobName(b), b.TaskID), Channel: b.ChannelID, ThreadTimestamp: b.ThreadTS,
+	})
+	return m.wrap("files.upload", err)
 }
 
 // PostProgress posts r's live progress reply in the card's thread.

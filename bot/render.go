@@ -1,7 +1,9 @@
 package bot
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/csv"
 	"fmt"
 	"strings"
 	"time"
@@ -115,6 +117,26 @@ func cardHeader(r hbrbot.Request) []slack.Block {
 	// Keep room for the header, the context line and the actions.
 	blocks = append(blocks, sections(preflightLines(r), blockLimit-4)...)
 	return blocks
+}
+
+// tableRows is the most rows a final report lists in the message; a
+// larger job's full table goes up as a CSV file, and the message keeps the
+// summary and the failures.
+const tableRows = 40
+
+// NeedsTable reports whether b's final report comes with a CSV table.
+func NeedsTable(b hbrbot.Batch) bool { return b.Targets.Len() > tableRows }
+
+// ReportCSV is the full table of an ended batch: one row per ID.
+func ReportCSV(b hbrbot.Batch) []byte {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	w.Write([]string{"id", "outcome", "code", "version_before", "version_after", "latest_version", "task_id", "job"})
+	for _, o := range b.Outcomes() {
+		w.Write([]string{o.ID, string(o.Kind), o.Code, o.Before, o.After, o.Latest, b.TaskID, fmt.Sprintf("%d/%d", b.Index+1, b.Of)})
+	}
+	w.Flush()
+	return buf.Bytes()
 }
 
 // groupLimit is how many clients a card group details, one a line, before
@@ -371,6 +393,10 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		}
 		lines = append(lines, fmt.Sprintf("*%s (%d)*%s", g.label, len(ids)+len(coded), transition(outcomes, g.kind)))
 		lines = append(lines, coded...)
+		if NeedsTable(b) && (g.kind == hbrbot.OutcomeUpgraded || g.kind == hbrbot.OutcomeDryRun) {
+			lines = append(lines, "_Every ID, with its versions, is in the CSV file below._")
+			continue
+		}
 		lines = append(lines, idList(ids)...)
 	}
 	if b.VerifyError != "" {

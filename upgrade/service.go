@@ -63,6 +63,9 @@ type Chat interface {
 	// PostReport posts one of b's thread replies, tagged so FindReply can
 	// find it.
 	PostReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.ReportKind) error
+	// UploadTable shares b's full report table (a large job's) as a file in
+	// its thread.
+	UploadTable(ctx context.Context, b hbrbot.Batch) error
 	// PostProgress posts r's live progress reply; UpdateProgress redraws it.
 	PostProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) (string, error)
 	UpdateProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) error
@@ -73,6 +76,8 @@ type Chat interface {
 	Tell(ctx context.Context, to Recipient, text string) error
 	// InGroup reports whether user is in a Slack user group.
 	InGroup(ctx context.Context, group, user string) (bool, error)
+	// NeedsTable says whether b's final report comes with a table file.
+	NeedsTable(b hbrbot.Batch) bool
 	// Permalink links to a message.
 	Permalink(ctx context.Context, channel, ts string) (string, error)
 }

@@ -218,6 +218,11 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 			if err := s.report(ctx, l, &b, hbrbot.ReportFinal); err != nil {
 				return err
 			}
+			if s.chat.NeedsTable(b) {
+				if err := s.uploadTable(ctx, l, &b); err != nil {
+					return err
+				}
+			}
 			log.InfoContext(ctx, "batch reported", "task", b.TaskID, "final", b.Final)
 			duration, lag := time.Duration(0), time.Duration(-1)
 			if !b.Ended.IsZero() {
@@ -480,4 +485,22 @@ func (s *Service) verify(ctx context.Context, b *hbrbot.Batch, log *slog.Logger)
 		return
 	}
 	b.After = after
+}
+
+// uploadTable shares a large job's full table once it is reported. Files
+// carry no metadata to look for, so a replica that died between the upload
+// and marking it may upload it again: at least once, unlike the reports.
+func (s *Service) uploadTable(ctx context.Context, l hbrbot.Lease, b *hbrbot.Batch) error {
+	if b.Reported[hbrbot.ReportTable] == hbrbot.ReportPosted {
+		return nil
+	}
+	b.Reported[hbrbot.ReportTable] = hbrbot.ReportAttempted
+	if err := s.store.SaveBatch(ctx, l, *b, l.Until); err != nil {
+		return err
+	}
+	if err := s.chat.UploadTable(ctx, *b); err != nil {
+		return fmt.Errorf("upload table of %s: %w", b.Key(), err)
+	}
+	b.Reported[hbrbot.ReportTable] = hbrbot.ReportPosted
+	return s.store.SaveBatch(ctx, l, *b, l.Until)
 }

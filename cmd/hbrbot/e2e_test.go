@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -821,5 +823,54 @@ func TestRetryFailed(t *testing.T) {
 	calls := h.hbr.Calls("UpgradeBackupClients")
 	if len(calls) != 2 || calls[1].Params.Get("InstanceIds") != `["i-bad","i-fail"]` {
 		t.Errorf("retry submitted %v", calls[len(calls)-1].Params.Get("InstanceIds"))
+	}
+}
+
+// TestLargeReportCSV: a 300-ID request: each job's report keeps its
+// summary and failures, and its full table goes up as a CSV in the thread
+// whose rows match the job.
+func TestLargeReportCSV(t *testing.T) {
+	h := newHarness(t, nil)
+	h.hbr.SetInstance("i-000", hbrtest.Instance{UpgradeStatus: "UPGRADE_FAILED", ErrorCode: "UPGRADE_FAILED"})
+	h.start()
+	ids := make([]string, 300)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("i-%03d", i)
+	}
+	h.command(requester, strings.Join(ids, ","))
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	finals := h.awaitReports(card, "final", 3)
+	h.awaitUnscheduled()
+	files := h.slack.Files()
+	if len(files) != 3 {
+		t.Fatalf("%d CSV files, want one per job (3)", len(files))
+	}
+	rows := map[string]string{}
+	for _, f := range files {
+		if f.ThreadTS != card.TS || !strings.HasSuffix(f.Name, ".csv") {
+			t.Errorf("file %s in thread %q", f.Name, f.ThreadTS)
+		}
+		recs, err := csv.NewReader(bytes.NewReader(f.Content)).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rec := range recs[1:] {
+			rows[rec[0]] = rec[1]
+		}
+	}
+	for _, id := range ids {
+		want := "upgraded"
+		if id == "i-000" {
+			want = "failed"
+		}
+		if rows[id] != want {
+			t.Errorf("CSV row of %s: %q, want %q", id, rows[id], want)
+		}
+	}
+	for _, f := range finals {
+		if strings.Contains(text(f), "i-150") {
+			t.Errorf("a large report lists upgraded IDs instead of the CSV:\n%s", text(f))
+		}
 	}
 }
