@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmallPreset runs the CI preset end to end (build, replicas, fakes,
+// Redis) so the bench cannot rot, and checks the bot kept its promises
+// under it.
+func TestSmallPreset(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the bot and runs replicas for ~10 s")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("HBRBOT_REQUIRE_REDIS") == "1" {
+			t.Fatalf("HBRBOT_REQUIRE_REDIS=1 but redis-server is not on PATH: %v", err)
+		}
+		t.Skip("redis-server is not on PATH")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	o := Small()
+	var progress bytes.Buffer
+	o.Progress = &progress
+	o.Timeout = 2 * time.Minute // generous for -race on a slow machine
+	r, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
+	}
+	var out strings.Builder
+	r.Print(&out)
+	t.Logf("\n%s", out.String())
+
+	for _, p := range r.Problems {
+		t.Errorf("problem: %s", p)
+	}
+	if r.FinalReports != o.Jobs {
+		t.Errorf("%d final reports, want %d", r.FinalReports, o.Jobs)
+	}
+	// The contract: every envelope acknowledged within 3 s.
+	if r.AckP99 <= 0 || r.AckP99 > 3*time.Second {
+		t.Errorf("ack p99 %s, want in (0, 3s]", r.AckP99)
+	}
+	if math.IsNaN(r.LagP99) || r.LagP99 < 0 {
+		t.Errorf("report lag p99 %v intervals: not measured", r.LagP99)
+	}
+	if r.CallsPerJob < 1 || r.MinPerJob <= 0 {
+		t.Errorf("describe calls per job %.2f (min %.2f): not measured", r.CallsPerJob, r.MinPerJob)
+	}
+	if r.RedisCmdsPerPoll <= 0 || r.BotCPUSeconds <= 0 || r.PeakRSSMiB <= 0 || r.RedisBytesPerTrackedJob <= 0 {
+		t.Errorf("resource figures missing: redis/poll %.1f, cpu %.2f s, rss %.1f MiB, redis B/job %.0f",
+			r.RedisCmdsPerPoll, r.BotCPUSeconds, r.PeakRSSMiB, r.RedisBytesPerTrackedJob)
+	}
+	for _, key := range []string{"ack_latency_p50", "ack_latency_p99", "report_lag_p50", "report_lag_p99",
+		"describe_calls_per_job", "describe_min_per_job", "redis_cmds_per_poll", "bot_cpu_seconds",
+		"bot_peak_rss", "redis_memory_per_tracked_job"} {
+		if !strings.Contains(out.String(), "\n"+key+": ") && !strings.HasPrefix(out.String(), key+": ") {
+			t.Errorf("output lacks %q", key)
+		}
+	}
+}
+
+func TestPlanIsSeeded(t *testing.T) {
+	o := Defaults()
+	a, b := makePlan(o), makePlan(o)
+	if len(a.jobs) != o.Jobs || len(a.cmds) != o.Commands {
+		t.Fatalf("plan has %d jobs and %d commands, want %d and %d", len(a.jobs), len(a.cmds), o.Jobs, o.Commands)
+	}
+	for i := range a.jobs {
+		if a.jobs[i] != b.jobs[i] {
+			t.Fatalf("job %d differs between two plans of one seed: %+v, %+v", i, a.jobs[i], b.jobs[i])
+		}
+		if d := a.jobs[i].duration; d < o.MinDuration || d > o.MaxDuration {
+			t.Errorf("job %d lasts %s, outside [%s, %s]", i, d, o.MinDuration, o.MaxDuration)
+		}
+	}
+	o.Seed++
+	c := makePlan(o)
+	if slices.EqualFunc(a.jobs, c.jobs, func(x, y jobPlan) bool { return x == y }) {
+		t.Error("another seed gave the same durations")
+	}
+	// 1000 jobs over 200 commands: 5 jobs of 100 IDs each, and the bot
+	// splits a command at 100, so job k starts at ID k*100.
+	for _, cmd := range a.cmds {
+		if len(cmd.ids) != 500 || len(cmd.jobs) != 5 || !cmd.approve {
+			t.Fatalf("command %s: %d IDs, %d jobs, approve %v; want 500, 5, true", cmd.channel, len(cmd.ids), len(cmd.jobs), cmd.approve)
+		}
+		for k, j := range cmd.jobs {
+			if a.jobs[j].firstID != cmd.ids[k*100] {
+				t.Fatalf("job %d starts at %s, want %s", j, a.jobs[j].firstID, cmd.ids[k*100])
+			}
+		}
+	}
+	// Fewer jobs than commands: the rest are cancelled.
+	o = Defaults()
+	o.Commands, o.Jobs, o.IDsPerJob = 10, 4, 7
+	p := makePlan(o)
+	approved := 0
+	for _, cmd := range p.cmds {
+		if cmd.approve {
+			approved++
+			if len(cmd.ids) != 7 {
+				t.Errorf("approved command with %d IDs, want 7", len(cmd.ids))
+			}
+		}
+	}
+	if approved != 4 || len(p.jobs) != 4 {
+		t.Errorf("%d approved commands and %d jobs, want 4 and 4", approved, len(p.jobs))
+	}
+}
+
+func TestSteps(t *testing.T) {
+	s := steps(2500*time.Millisecond, time.Second)
+	if len(s) != 4 || s[len(s)-1].Description != "completed" || s[0].Progress != 0 {
+		t.Errorf("steps(2.5s, 1s) = %+v: want 3 running steps from 0%% and a completed one", s)
+	}
+	if s := steps(time.Millisecond, time.Second); len(s) != 2 {
+		t.Errorf("a job shorter than an interval has %d steps, want 2", len(s))
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	xs := []float64{5, 1, 4, 2, 3, 6, 7, 8, 9, 10}
+	if p := percentile(xs, 0.5); p != 5 {
+		t.Errorf("p50 = %v, want 5", p)
+	}
+	if p := percentile(xs, 0.99); p != 10 {
+		t.Errorf("p99 = %v, want 10", p)
+	}
+	if !math.IsNaN(percentile(nil, 0.5)) {
+		t.Error("percentile of nothing is not NaN")
+	}
+}
+
+func TestFlags(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code, err := mainErr(context.Background(), []string{"-replicas", "0"}, &out, &errOut)
+	if code != 2 || err == nil || !strings.Contains(err.Error(), "replicas") {
+		t.Errorf("-replicas 0: code %d, err %v; want 2 and an error naming replicas", code, err)
+	}
+	code, _ = mainErr(context.Background(), []string{"-nope"}, &out, &errOut)
+	if code != 2 {
+		t.Errorf("unknown flag: code %d, want 2", code)
+	}
+	code, err = mainErr(context.Background(), []string{"-policy", "sometimes"}, &out, &errOut)
+	if code != 2 || err == nil {
+		t.Errorf("-policy sometimes: code %d, err %v; want 2 and an error", code, err)
+	}
+}

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/slacktest"
+)
+
+// Result is what one run measured.
+type Result struct {
+	Options Options
+
+	// Figures the comparison and the tests read.
+	AckP50, AckP99            time.Duration // every envelope (commands and clicks)
+	LagP50, LagP99, LagMax    float64       // report lag, in poll intervals
+	CallsPerJob, MinPerJob    float64       // DescribeTask calls per job, and duration/interval
+	RedisCmdsPerPoll          float64       // all Redis commands (scripts' included) / DescribeTask calls
+	BotCPUSeconds             float64
+	PeakRSSMiB                float64
+	RedisBytesPerTrackedJob   float64
+	Jobs, FinalReports        int
+	Problems                  []string // broken promises (duplicates, missing reports, ...)
+	WorkDir                   string   // with Options.KeepDir
+	lines                     []kv
+	callsByJob, minCallsByJob []float64
+}
+
+type kv struct{ k, v string }
+
+func (r *Result) add(k string, format string, args ...any) {
+	r.lines = append(r.lines, kv{k, fmt.Sprintf(format, args...)})
+}
+
+// Print writes the result as "key: value" lines.
+func (r *Result) Print(w io.Writer) {
+	for _, l := range r.lines {
+		fmt.Fprintf(w, "%s: %s\n", l.k, l.v)
+	}
+}
+
+// collected is everything run gathered, for collect.
+type collected struct {
+	dir         string
+	reps        []*replica
+	tap         *slackTap
+	proxy       *hbrProxy
+	hbr         *hbrtest.Server
+	slack       *slacktest.Server
+	states      []*cmdState
+	s0, s1, sw  redisSnap
+	s2          redisSnap
+	haveWindow  bool
+	trackedAtS1 int
+
+	began, decidedAt, ended time.Time
+	cpu0, cpuDecided        float64
+	redisCPU, selfCPU       float64
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
+
+func durs(xs []float64, q float64) time.Duration {
+	return time.Duration(percentile(xs, q) * float64(time.Second))
+}
+
+func collect(o Options, p plan, c collected) *Result {
+	r := &Result{Options: o, Jobs: len(p.jobs)}
+	if o.KeepDir {
+		r.WorkDir = c.dir
+	}
+	interval := o.PollInterval
+	policy := o.Policy
+	if policy == "" {
+		policy = "(bot default)"
+	}
+	minInterval := "(bot default)"
+	if o.MinInterval > 0 {
+		minInterval = o.MinInterval.String()
+	}
+
+	r.add("replicas", "%d", o.Replicas)
+	r.add("commands", "%d (%d in flight, %d approved)", len(p.cmds), o.InFlight, countApproved(p))
+	r.add("jobs", "%d (%d IDs each)", len(p.jobs), p.jobs[0].ids)
+	r.add("job_durations", "uniform %s..%s, seed %d, model %s", o.MinDuration, o.MaxDuration, o.Seed, o.Model)
+	r.add("poll_interval", "%s", interval)
+	r.add("poll_policy", "%s", policy)
+	r.add("poll_min_interval", "%s", minInterval)
+	r.add("hbr_rate_limit", "%d/min (demand at one poll per interval: %.0f/min)", o.HBRRateLimit,
+		float64(len(p.jobs))*float64(time.Minute)/float64(interval))
+	r.add("wall_seconds", "%.1f (commands %.1f)", c.ended.Sub(c.began).Seconds(), c.decidedAt.Sub(c.began).Seconds())
+
+	// Acks, as the fake measured them: first delivery to ack.
+	slash, click := map[string]bool{}, map[string]bool{}
+	var cardLat, decideLat, startLat []float64
+	for _, st := range c.states {
+		s := c.tap.cmdCopy(st)
+		slash[s.slashEnv] = true
+		click[s.clickEnv] = true
+		cardLat = append(cardLat, s.cardAt.Sub(s.sentAt).Seconds())
+		decideLat = append(decideLat, s.decidedAt.Sub(s.clickAt).Seconds())
+		if !s.startedAt.IsZero() {
+			startLat = append(startLat, s.startedAt.Sub(s.clickAt).Seconds())
+		}
+	}
+	var slashLat, clickLat, allLat []float64
+	acked := map[string]bool{}
+	redelivered := 0
+	for _, a := range c.slack.Acks() {
+		if acked[a.EnvelopeID] {
+			continue
+		}
+		acked[a.EnvelopeID] = true
+		if a.RetryAttempt > 0 {
+			redelivered++
+		}
+		switch {
+		case slash[a.EnvelopeID]:
+			slashLat = append(slashLat, a.Latency.Seconds())
+		case click[a.EnvelopeID]:
+			clickLat = append(clickLat, a.Latency.Seconds())
+		default:
+			continue
+		}
+		allLat = append(allLat, a.Latency.Seconds())
+	}
+	r.AckP50, r.AckP99 = durs(allLat, 0.5), durs(allLat, 0.99)
+	r.add("ack_latency_p50", "%s", ms(r.AckP50))
+	r.add("ack_latency_p99", "%s", ms(r.AckP99))
+	r.add("ack_latency_max", "%s", ms(durs(allLat, 1)))
+	r.add("ack_latency_commands_p50_p99", "%s %s", ms(durs(slashLat, 0.5)), ms(durs(slashLat, 0.99)))
+	r.add("ack_latency_clicks_p50_p99", "%s %s", ms(durs(clickLat, 0.5)), ms(durs(clickLat, 0.99)))
+	if n := len(slash) + len(click) - len(slashLat) - len(clickLat); n > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d envelopes never acknowledged", n))
+	}
+	r.add("envelopes_redelivered", "%d", redelivered)
+	r.add("card_latency_p50_p99", "%s %s", ms(durs(cardLat, 0.5)), ms(durs(cardLat, 0.99)))
+	r.add("decision_shown_p50_p99", "%s %s", ms(durs(decideLat, 0.5)), ms(durs(decideLat, 0.99)))
+	r.add("approve_to_started_report_p50_p99", "%s %s", ms(durs(startLat, 0.5)), ms(durs(startLat, 0.99)))
+
+	// Jobs: the proxy's view, and the reports.
+	counts := c.tap.counts()
+	recs, order, _ := c.proxy.snapshot()
+	scripts := map[string]int{}
+	if o.Model == "steps" {
+		for _, j := range c.hbr.Jobs() {
+			scripts[j.TaskID] = len(j.Script)
+		}
+	}
+	minGap := interval / 2
+	if policy != "fixed" {
+		lo := max(interval/5, 100*time.Millisecond)
+		if o.MinInterval > 0 {
+			lo = o.MinInterval
+		}
+		minGap = lo / 2
+	}
+	var lags []float64
+	var totalCalls, totalMin float64
+	early, afterEnd, unknownJobs := 0, 0, 0
+	perJob := map[int]int{}
+	for _, id := range order {
+		rec := recs[id]
+		if rec.job < 0 {
+			unknownJobs++
+			continue
+		}
+		perJob[rec.job]++
+		calls := float64(len(rec.describes))
+		least := rec.duration.Seconds() / interval.Seconds()
+		observable := rec.due
+		if o.Model == "steps" {
+			least = float64(scripts[id])
+			observable = rec.terminalAt
+		}
+		r.callsByJob = append(r.callsByJob, calls)
+		r.minCallsByJob = append(r.minCallsByJob, least)
+		totalCalls += calls
+		totalMin += least
+		for i := 1; i < len(rec.describes); i++ {
+			if rec.describes[i].Sub(rec.describes[i-1]) < minGap {
+				early++
+			}
+		}
+		if !rec.terminalAt.IsZero() {
+			for _, t := range rec.describes {
+				if t.After(rec.terminalAt) {
+					afterEnd++
+				}
+			}
+		}
+		if at, ok := counts.finalAt[id]; ok && !observable.IsZero() {
+			lags = append(lags, at.Sub(observable).Seconds()/interval.Seconds())
+		}
+	}
+	r.FinalReports = len(counts.finals)
+	r.LagP50, r.LagP99, r.LagMax = percentile(lags, 0.5), percentile(lags, 0.99), percentile(lags, 1)
+	n := float64(max(len(r.callsByJob), 1))
+	r.CallsPerJob, r.MinPerJob = totalCalls/n, totalMin/n
+	r.add("report_lag_p50", "%.2f intervals (%s)", r.LagP50, ms(time.Duration(r.LagP50*float64(interval))))
+	r.add("report_lag_p99", "%.2f intervals (%s)", r.LagP99, ms(time.Duration(r.LagP99*float64(interval))))
+	r.add("report_lag_max", "%.2f intervals", r.LagMax)
+	r.add("describe_calls", "%d", int(totalCalls))
+	r.add("describe_calls_per_job", "%.2f", r.CallsPerJob)
+	if o.Model == "steps" {
+		r.add("describe_min_per_job", "%.2f (script length)", r.MinPerJob)
+	} else {
+		r.add("describe_min_per_job", "%.2f (duration / interval)", r.MinPerJob)
+	}
+	r.add("describe_calls_vs_min", "%.2fx", totalCalls/math.Max(totalMin, 1e-9))
+	r.add("describe_too_soon", "%d (gaps under %s between polls of one job)", early, minGap)
+	r.add("describe_after_end", "%d (polls of a job after one saw it end)", afterEnd)
+
+	// Broken promises.
+	upgrades := len(c.hbr.Calls(hbrtest.ActionUpgradeBackupClients))
+	r.add("upgrade_calls", "%d", upgrades)
+	if upgrades != len(p.jobs) {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d UpgradeBackupClients calls for %d jobs", upgrades, len(p.jobs)))
+	}
+	for j, k := range perJob {
+		if k > 1 {
+			r.Problems = append(r.Problems, fmt.Sprintf("job %d submitted %d times", j, k))
+		}
+	}
+	if unknownJobs > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d HBR jobs the bench did not plan", unknownJobs))
+	}
+	dupFinal, dupStarted := 0, 0
+	for _, k := range counts.finals {
+		if k > 1 {
+			dupFinal++
+		}
+	}
+	for _, k := range counts.started {
+		if k > 1 {
+			dupStarted++
+		}
+	}
+	if dupFinal > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d jobs with more than one final report", dupFinal))
+	}
+	if dupStarted > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d jobs with more than one started report", dupStarted))
+	}
+	if missing := len(p.jobs) - len(counts.finals); missing > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d jobs without a final report", missing))
+	}
+	if len(counts.notDone) > 0 {
+		var sample string
+		for _, t := range counts.notDone {
+			sample = t
+			break
+		}
+		r.Problems = append(r.Problems, fmt.Sprintf("%d final reports not \"completed\", e.g. %q", len(counts.notDone), sample))
+	}
+	if counts.told > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d private messages to users, e.g. %q", counts.told, counts.toldText))
+	}
+	r.add("final_reports", "%d (duplicates %d)", len(counts.finals), dupFinal)
+	r.add("slack_errors", "%s", fmtCounts(counts.failed))
+
+	// Redis.
+	polls := float64(max(c.s2.describe, 1))
+	all := float64(c.s2.total() - c.s0.total())
+	r.RedisCmdsPerPoll = all / polls
+	r.add("redis_cmds_per_poll", "%.1f (all commands incl. inside scripts, whole run / DescribeTask calls)", r.RedisCmdsPerPoll)
+	scripts2 := float64(c.s2.cmds["evalsha"]+c.s2.cmds["eval"]-c.s0.cmds["evalsha"]-c.s0.cmds["eval"]) / polls
+	r.add("redis_scripts_per_poll", "%.2f", scripts2)
+	if c.haveWindow && c.sw.describe-c.s1.describe >= 20 {
+		wp := float64(c.sw.describe - c.s1.describe)
+		r.add("redis_cmds_per_poll_steady", "%.1f over %d polls in %s: %s", float64(c.sw.total()-c.s1.total())/wp,
+			c.sw.describe-c.s1.describe, c.sw.at.Sub(c.s1.at).Round(time.Millisecond), perPoll(c.s1, c.sw, wp))
+	} else {
+		r.add("redis_cmds_per_poll_steady", "n/a (no polling-only window: jobs end too soon after the last one starts)")
+	}
+	if c.trackedAtS1 > 0 {
+		r.RedisBytesPerTrackedJob = float64(c.s1.memory-c.s0.memory) / float64(c.trackedAtS1)
+	}
+	r.add("redis_memory_per_tracked_job", "%.0f B (used_memory +%.1f MiB with %d jobs tracked, requests and cards included)",
+		r.RedisBytesPerTrackedJob, float64(c.s1.memory-c.s0.memory)/(1<<20), c.trackedAtS1)
+	r.add("redis_memory_after", "+%.1f MiB, %d keys (retention: ended jobs stay)", float64(c.s2.memory-c.s0.memory)/(1<<20), c.s2.keys)
+	r.add("redis_cpu_seconds", "%.2f", c.redisCPU)
+
+	// The bot's processes.
+	var cpu, hwm, maxrss float64
+	var stopMax time.Duration
+	var exits []string
+	levels := map[string]int{}
+	warnMsgs := map[string]int{}
+	for _, rep := range c.reps {
+		cpu += rep.cpu
+		hwm = math.Max(hwm, float64(rep.vmHWMKiB)/1024)
+		maxrss = math.Max(maxrss, float64(rep.maxRSSKiB)/1024)
+		stopMax = max(stopMax, rep.stopTook)
+		exits = append(exits, fmt.Sprint(rep.exitCode))
+		if rep.exitCode != 0 {
+			r.Problems = append(r.Problems, fmt.Sprintf("replica %d exited %d after SIGTERM", rep.n, rep.exitCode))
+		}
+		for k, v := range logLevels(rep.logPath) {
+			levels[k] += v
+		}
+		for _, lvl := range []string{"WARN", "ERROR"} {
+			for k, v := range logMessages(rep.logPath, lvl) {
+				warnMsgs[lvl+" "+k] += v
+			}
+		}
+	}
+	if stopMax > 10*time.Second {
+		r.Problems = append(r.Problems, fmt.Sprintf("a replica took %s to stop (contract: 10 s)", stopMax.Round(time.Millisecond)))
+	}
+	r.BotCPUSeconds, r.PeakRSSMiB = cpu, hwm
+	r.add("bot_cpu_seconds", "%.2f total, %.2f per replica (commands phase %.2f)", cpu, cpu/float64(len(c.reps)), c.cpuDecided-c.cpu0)
+	r.add("bot_cpu_ms_per_poll", "%.2f (after the commands phase)", 1000*(cpu-c.cpuDecided)/polls)
+	// ru_maxrss of an exec'd child also counts the RSS of the process it
+	// was forked from (Linux keeps the pre-exec high-water mark): this
+	// bench's own. VmHWM is the bot's alone.
+	r.add("bot_peak_rss", "%.1f MiB VmHWM, largest replica (rusage maxrss %.1f MiB, which may count this bench's RSS at fork)", hwm, maxrss)
+	r.add("bot_stop", "max %s, exit codes %s", stopMax.Round(time.Millisecond), strings.Join(exits, ","))
+	r.add("bot_log_lines", "%s", fmtCounts(levels))
+	if len(warnMsgs) > 0 {
+		r.add("bot_warnings", "%s", fmtCounts(warnMsgs))
+	}
+	r.add("bench_process_cpu_seconds", "%.2f (the fakes and this driver)", c.selfCPU)
+	if r.WorkDir != "" {
+		r.add("work_dir", "%s", r.WorkDir)
+	}
+	r.add("problems", "%d", len(r.Problems))
+	for i, pr := range r.Problems {
+		r.add(fmt.Sprintf("problem_%d", i+1), "%s", pr)
+	}
+	return r
+}
+
+func countApproved(p plan) int {
+	n := 0
+	for _, c := range p.cmds {
+		if c.approve {
+			n++
+		}
+	}
+	return n
+}
+
+// perPoll lists the commands run between a and b, per poll, most first.
+func perPoll(a, b redisSnap, polls float64) string {
+	type cnt struct {
+		name string
+		n    float64
+	}
+	var cs []cnt
+	for name, v := range b.cmds {
+		if d := v - a.cmds[name]; d > 0 {
+			cs = append(cs, cnt{name, float64(d) / polls})
+		}
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].n > cs[j].n || cs[i].n == cs[j].n && cs[i].name < cs[j].name })
+	var parts []string
+	for _, c := range cs {
+		if c.n >= 0.05 {
+			parts = append(parts, fmt.Sprintf("%s %.2f", c.name, c.n))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func fmtCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// PrintComparison writes the policies side by side.
+func PrintComparison(w io.Writer, rs []*Result) {
+	for _, r := range rs {
+		p := r.Options.Policy
+		fmt.Fprintf(w, "%s_describe_calls_per_job: %.2f (min %.2f)\n", p, r.CallsPerJob, r.MinPerJob)
+		fmt.Fprintf(w, "%s_report_lag_p50: %.2f intervals\n", p, r.LagP50)
+		fmt.Fprintf(w, "%s_report_lag_p99: %.2f intervals\n", p, r.LagP99)
+		fmt.Fprintf(w, "%s_redis_cmds_per_poll: %.1f\n", p, r.RedisCmdsPerPoll)
+		fmt.Fprintf(w, "%s_bot_cpu_seconds: %.2f\n", p, r.BotCPUSeconds)
+		fmt.Fprintf(w, "%s_problems: %d\n", p, len(r.Problems))
+	}
+	if len(rs) == 2 && rs[0].CallsPerJob > 0 {
+		fmt.Fprintf(w, "adaptive_vs_fixed_calls: %.2fx\n", rs[1].CallsPerJob/rs[0].CallsPerJob)
+	}
+}
