@@ -45,6 +45,7 @@ const (
 	varPollInterval      = "HBRBOT_POLL_INTERVAL"
 	varPollPolicy        = "HBRBOT_POLL_POLICY"
 	varPollMinInterval   = "HBRBOT_POLL_MIN_INTERVAL"
+	varPollMaxInterval   = "HBRBOT_POLL_MAX_INTERVAL"
 	varTaskTimeout       = "HBRBOT_TASK_TIMEOUT"
 	varRequestTTL        = "HBRBOT_REQUEST_TTL"
 	varApprovers         = "HBRBOT_APPROVERS"
@@ -126,6 +127,10 @@ type Config struct {
 	// shortest interval: default a fifth of PollInterval (at least
 	// MinPollInterval), at most PollInterval.
 	PollMinInterval time.Duration
+	// PollMaxInterval is HBRBOT_POLL_MAX_INTERVAL, the adaptive policy's
+	// longest interval: default PollInterval; raising it trades report lag
+	// on jobs that report no progress for fewer DescribeTask calls.
+	PollMaxInterval time.Duration
 	// TaskTimeout is HBRBOT_TASK_TIMEOUT, default 20m, positive.
 	TaskTimeout time.Duration
 	// RequestTTL is HBRBOT_REQUEST_TTL, default 1h, positive.
@@ -190,6 +195,7 @@ type rawConfig struct {
 	PollInterval      time.Duration `env:"HBRBOT_POLL_INTERVAL" envDefault:"10s"`
 	PollPolicy        string        `env:"HBRBOT_POLL_POLICY" envDefault:"adaptive"`
 	PollMinInterval   time.Duration `env:"HBRBOT_POLL_MIN_INTERVAL"`
+	PollMaxInterval   time.Duration `env:"HBRBOT_POLL_MAX_INTERVAL"`
 	TaskTimeout       time.Duration `env:"HBRBOT_TASK_TIMEOUT" envDefault:"20m"`
 	RequestTTL        time.Duration `env:"HBRBOT_REQUEST_TTL" envDefault:"1h"`
 	Approvers         []string      `env:"HBRBOT_APPROVERS" envSeparator:","`
@@ -439,6 +445,15 @@ func (v *validator) validate(raw rawConfig) Config {
 		v.add(varPollMinInterval, "%s is not between %s and HBRBOT_POLL_INTERVAL (%s)", show(v.environ[varPollMinInterval]), MinPollInterval, c.PollInterval)
 	default:
 		c.PollMinInterval = raw.PollMinInterval
+	}
+	switch {
+	case v.failed[varPollMaxInterval] || v.failed[varPollInterval]:
+	case raw.PollMaxInterval == 0:
+		c.PollMaxInterval = c.PollInterval
+	case raw.PollMaxInterval < c.PollInterval || raw.PollMaxInterval > time.Hour:
+		v.add(varPollMaxInterval, "%s is not between HBRBOT_POLL_INTERVAL (%s) and 1h", show(v.environ[varPollMaxInterval]), c.PollInterval)
+	default:
+		c.PollMaxInterval = raw.PollMaxInterval
 	}
 	c.TaskTimeout = v.duration(varTaskTimeout, raw.TaskTimeout, 0)
 	c.RequestTTL = v.duration(varRequestTTL, raw.RequestTTL, 0)

@@ -185,6 +185,9 @@ func TestValid(t *testing.T) {
 			}
 			return eq(c.PollMinInterval, 2*time.Second)
 		}},
+		{"poll max interval", map[string]string{"HBRBOT_POLL_MAX_INTERVAL": "30s"}, func(c Config) error {
+			return eq(c.PollMaxInterval, 30*time.Second)
+		}},
 		{"poll min interval floor", map[string]string{"HBRBOT_POLL_INTERVAL": "200ms"}, func(c Config) error {
 			return eq(c.PollMinInterval, 100*time.Millisecond)
 		}},
@@ -311,6 +314,7 @@ func TestInvalid(t *testing.T) {
 		{"request ttl zero", map[string]string{"HBRBOT_REQUEST_TTL": "0"}, "HBRBOT_REQUEST_TTL", "positive"},
 		{"redis mode unknown", map[string]string{"REDIS_MODE": "ring"}, "REDIS_MODE", "not single, sentinel or cluster"},
 		{"sentinel without master", map[string]string{"REDIS_MODE": "sentinel", "REDIS_URL": "redis://10.0.0.1:26379"}, "REDIS_URL", "master_name"},
+		{"poll max below interval", map[string]string{"HBRBOT_POLL_MAX_INTERVAL": "5s"}, "HBRBOT_POLL_MAX_INTERVAL", "not between HBRBOT_POLL_INTERVAL (10s) and 1h"},
 		{"poll policy unknown", map[string]string{"HBRBOT_POLL_POLICY": "lazy"}, "HBRBOT_POLL_POLICY", "not adaptive or fixed"},
 		{"poll min above interval", map[string]string{"HBRBOT_POLL_MIN_INTERVAL": "1m"}, "HBRBOT_POLL_MIN_INTERVAL", "not between 100ms and HBRBOT_POLL_INTERVAL (10s)"},
 		{"log format", map[string]string{"HBRBOT_LOG_FORMAT": "xml"}, "HBRBOT_LOG_FORMAT", "not json or text"},
@@ -711,7 +715,7 @@ func TestVariableNames(t *testing.T) {
 		"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN", "SLACK_API_URL",
 		"ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN",
 		"ALIBABA_CLOUD_REGION_ID", "HBR_ENDPOINT", "REDIS_URL", "REDIS_MODE",
-		"HBRBOT_POLL_INTERVAL", "HBRBOT_POLL_POLICY", "HBRBOT_POLL_MIN_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
+		"HBRBOT_POLL_INTERVAL", "HBRBOT_POLL_POLICY", "HBRBOT_POLL_MIN_INTERVAL", "HBRBOT_POLL_MAX_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
 		"HBRBOT_APPROVERS", "HBRBOT_REQUESTERS", "HBRBOT_REQUIRED_APPROVALS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
 		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",
 		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN", "HBRBOT_LOG_FORMAT", "HBRBOT_LOG_LEVEL",

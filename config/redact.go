@@ -54,6 +54,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration(varPollInterval, r.PollInterval),
 		slog.String(varPollPolicy, r.PollPolicy),
 		slog.Duration(varPollMinInterval, r.PollMinInterval),
+		slog.Duration(varPollMaxInterval, r.PollMaxInterval),
 		slog.Duration(varTaskTimeout, r.TaskTimeout),
 		slog.Duration(varRequestTTL, r.RequestTTL),
 		slog.Any(varApprovers, r.Approvers),

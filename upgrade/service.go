@@ -125,9 +125,10 @@ type Options struct {
 	// job (the only one with a fixed policy).
 	PollInterval time.Duration
 	// Adaptive schedules the next poll at the job's predicted end, from the
-	// progress it reported, but no sooner than MinPollInterval.
+	// progress it reported, within [MinPollInterval, MaxPollInterval].
 	Adaptive        bool
 	MinPollInterval time.Duration
+	MaxPollInterval time.Duration
 	TaskTimeout     time.Duration
 	// Lease is how long a replica owns a work item it claimed; a replica
 	// that dies holding one delays that item by at most this long.
@@ -166,6 +167,9 @@ func New(store Store, h HBR, chat Chat, p Policy, o Options) *Service {
 	}
 	if o.MinPollInterval <= 0 || o.MinPollInterval > o.PollInterval {
 		o.MinPollInterval = o.PollInterval
+	}
+	if o.MaxPollInterval < o.PollInterval {
+		o.MaxPollInterval = o.PollInterval
 	}
 	if o.TaskTimeout <= 0 {
 		o.TaskTimeout = 20 * time.Minute
@@ -273,7 +277,11 @@ func (s *Service) audit(ctx context.Context, rec hbrbot.AuditRecord) {
 	for k, v := range rec.Fields {
 		attrs = append(attrs, k, v)
 	}
-	s.log.InfoContext(ctx, "audit", attrs...)
+	level := slog.LevelInfo
+	if rec.Event == hbrbot.AuditHBRCall && rec.Fields["action"] == "DescribeTask" && rec.Fields["error_code"] == "" {
+		level = slog.LevelDebug // every poll: the stream keeps it, the log need not
+	}
+	s.log.Log(ctx, level, "audit", attrs...)
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	if err := s.store.AppendAudit(actx, rec); err != nil {
@@ -601,6 +609,13 @@ func (s *Service) HandleClick(ctx context.Context, c Click) {
 		s.tell(ctx, to, alreadyDecided(r))
 	}
 	log.InfoContext(ctx, "click", "action", c.Action, "state", r.State, "changed", changed)
+	if changed && r.CardTS != "" {
+		// Show the decision now rather than behind queued job work; the
+		// scheduled card sync (from the decision) redraws it in any case.
+		if err := s.chat.UpdateCard(ctx, r, nil); err != nil {
+			log.WarnContext(ctx, "update card; the scheduled sync will", "err", err)
+		}
+	}
 	s.Kick()
 }
 

@@ -170,6 +170,7 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 		return err
 	}
 	log = log.With("request", b.RequestID)
+	submitted := false // a job just submitted is not polled in the same step
 	for {
 		if stop.Err() != nil && b.State != hbrbot.BatchSubmitting {
 			// Shutting down: hand the batch back, due at once.
@@ -185,6 +186,7 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 			if err := s.store.SaveBatch(ctx, l, b, l.Until); err != nil {
 				return err
 			}
+			submitted = true
 		case hbrbot.BatchSubmitting:
 			// Only a replica that lost its lease mid-call leaves this.
 			log.ErrorContext(ctx, "found a submission interrupted; its outcome is unknown")
@@ -197,6 +199,10 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 		case hbrbot.BatchRunning:
 			if err := s.report(ctx, l, &b, hbrbot.ReportStarted); err != nil {
 				return err
+			}
+			if submitted {
+				// It cannot have ended yet: the first poll is an interval on.
+				return s.store.SaveBatch(ctx, l, b, s.nextPoll(b, s.now()))
 			}
 			next, err := s.poll(ctx, &b, log)
 			if err != nil {
@@ -342,14 +348,18 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 
 // nextPoll says when to ask about b again: one interval on, or with the
 // adaptive policy at the job's predicted end (progress so far, extrapolated
-// at the rate it came), within [MinPollInterval, PollInterval]; never past
+// at the rate it came), within [MinPollInterval, MaxPollInterval]; never past
 // the deadline, so a timed-out job is reported within one interval of it.
 func (s *Service) nextPoll(b hbrbot.Batch, now time.Time) time.Time {
 	wait := s.opts.PollInterval
-	if s.opts.Adaptive && b.Progress > 0 && b.Progress < 100 {
+	switch {
+	case !s.opts.Adaptive:
+	case b.Progress > 0 && b.Progress < 100:
 		elapsed := now.Sub(b.Started)
 		remaining := time.Duration(float64(elapsed) * float64(100-b.Progress) / float64(b.Progress))
-		wait = min(max(remaining, s.opts.MinPollInterval), s.opts.PollInterval)
+		wait = min(max(remaining, s.opts.MinPollInterval), s.opts.MaxPollInterval)
+	case b.Progress == 0:
+		wait = s.opts.MaxPollInterval // nothing to extrapolate from
 	}
 	next := now.Add(wait)
 	if next.After(b.Deadline) {

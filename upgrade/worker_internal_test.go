@@ -11,6 +11,7 @@ func TestNextPoll(t *testing.T) {
 	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	fixed := New(nil, nil, nil, Policy{}, Options{PollInterval: 10 * time.Second})
 	adaptive := New(nil, nil, nil, Policy{}, Options{PollInterval: 10 * time.Second, Adaptive: true, MinPollInterval: 2 * time.Second})
+	wide := New(nil, nil, nil, Policy{}, Options{PollInterval: 10 * time.Second, Adaptive: true, MinPollInterval: 2 * time.Second, MaxPollInterval: 30 * time.Second})
 	for _, tc := range []struct {
 		name     string
 		s        *Service
@@ -27,6 +28,9 @@ func TestNextPoll(t *testing.T) {
 		{"adaptive no sooner than the minimum", adaptive, 99, 20 * time.Second, time.Hour, 2 * time.Second},
 		{"adaptive stops at the deadline", adaptive, 80, 20 * time.Second, 21 * time.Second, time.Second},
 		{"failed progress waits the interval", adaptive, -1, 20 * time.Second, time.Hour, 10 * time.Second},
+		{"wide bounds: far from the end, a long wait", wide, 10, 20 * time.Second, time.Hour, 30 * time.Second},
+		{"wide bounds: near the end, the prediction", wide, 80, 20 * time.Second, time.Hour, 5 * time.Second},
+		{"wide bounds: no progress, the longest", wide, 0, 20 * time.Second, time.Hour, 30 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := t0.Add(tc.elapsed)

@@ -115,7 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	svc := upgrade.New(store, hbrClient, messenger, upgrade.Policy{
 		DefaultRegion: cfg.Region, RequestTTL: cfg.RequestTTL, DryRun: cfg.DryRun, Rules: rules,
 	}, upgrade.Options{
-		PollInterval: cfg.PollInterval, Adaptive: cfg.PollPolicy == "adaptive", MinPollInterval: cfg.PollMinInterval,
+		PollInterval: cfg.PollInterval, Adaptive: cfg.PollPolicy == "adaptive", MinPollInterval: cfg.PollMinInterval, MaxPollInterval: cfg.PollMaxInterval,
 		TaskTimeout: cfg.TaskTimeout, Lease: cfg.Lease, Logger: log, Observer: met,
 		// Progress redraws share chat.update's Tier-3 budget (~50 a minute)
 		// with card updates, so they take at most 30 a minute together.

@@ -173,8 +173,13 @@ func testReplicas(t *testing.T, replicas int) {
 			}
 		}
 	}
+	var tables strings.Builder // a large job's IDs are in its CSV table
+	for _, f := range h.slack.Files() {
+		tables.Write(f.Content)
+	}
 	for _, r := range reqs {
 		var all strings.Builder
+		all.WriteString(tables.String())
 		for b := range r.batches {
 			for _, m := range finals[r.batchKey(b)] {
 				all.WriteString(text(m))
