@@ -329,8 +329,6 @@ func (s *Service) RequestUpgrade(ctx context.Context, inv Invocation, spec hbrbo
 // requestUpgrade checks the requester, looks the clients up, stores the
 // request and posts its card.
 func (s *Service) requestUpgrade(ctx context.Context, inv Invocation, spec hbrbot.UpgradeSpec) {
-	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
 	rules, ok := s.rulesFor(inv.ChannelID)
 	if !ok { // the policy was reloaded since Parse
 		s.tell(ctx, inv.recipient(), "/hbr-upgrade is not enabled in this channel. Nothing was done.")
@@ -373,6 +371,9 @@ func (s *Service) requestUpgrade(ctx context.Context, inv Invocation, spec hbrbo
 		RequiredApprovals: max(rules.RequiredApprovals, 1), DryRun: spec.DryRun || s.policy.DryRun,
 	}
 	log := s.log.With("request", r.ID, "channel", r.ChannelID, "user", r.RequesterID)
+	// The store's budget starts after the look-up, which has its own.
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
 	if err := s.store.CreateRequest(sctx, r); err != nil {
 		log.ErrorContext(ctx, "store request", "err", err)
 		s.tell(ctx, inv.recipient(), Unavailable)
@@ -404,8 +405,9 @@ func crossAccount(spec hbrbot.UpgradeSpec) string {
 	return fmt.Sprintf("%d/%s", spec.CrossAccount.UserID, spec.CrossAccount.RoleName)
 }
 
-// preflightTimeout bounds the look-up before the card: the caller waits.
-const preflightTimeout = 5 * time.Second
+// preflightTimeout bounds the look-up before the card: the caller waits,
+// and the whole command must fit the bot's handler budget.
+const preflightTimeout = 3 * time.Second
 
 // preflight looks the IDs up with DescribeBackupClients. On failure it
 // returns a one-line reason instead, and the card shows the IDs as typed.

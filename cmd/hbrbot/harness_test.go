@@ -107,8 +107,22 @@ func (h *harness) start() *instance {
 	return b
 }
 
-// awaitReady polls /readyz: readiness is the bot's own signal.
+// awaitReady polls /readyz until the bot says it is ready: readiness is
+// the bot's own signal.
 func (h *harness) awaitReady(b *instance) {
+	h.t.Helper()
+	h.pollReadyz(http.StatusOK, b.done)
+}
+
+// awaitReadyz polls /readyz until it answers status.
+func (h *harness) awaitReadyz(status int) {
+	h.t.Helper()
+	h.pollReadyz(status, nil)
+}
+
+// pollReadyz asks /readyz until it answers status; it fails the test if
+// the bot exits first (done) or the wait runs out.
+func (h *harness) pollReadyz(status int, done <-chan error) {
 	h.t.Helper()
 	url := "http://" + h.env["HBRBOT_HTTP_ADDR"] + "/readyz"
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -118,37 +132,15 @@ func (h *harness) awaitReady(b *instance) {
 		resp, err := http.Get(url)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case err := <-b.done:
-			h.t.Fatalf("bot exited before ready: %v\nlogs:\n%s", err, h.logs)
-		case <-ctx.Done():
-			h.t.Fatalf("bot not ready: %v\nlogs:\n%s", err, h.logs)
-		case <-tick.C:
-		}
-	}
-}
-
-// awaitReadyz polls /readyz until it answers status.
-func (h *harness) awaitReadyz(status int) {
-	h.t.Helper()
-	url := "http://" + h.env["HBRBOT_HTTP_ADDR"] + "/readyz"
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	ctx := h.ctx()
-	for {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
 			if resp.StatusCode == status {
 				return
 			}
 		}
 		select {
+		case err := <-done:
+			h.t.Fatalf("bot exited before /readyz answered %d: %v\nlogs:\n%s", status, err, h.logs)
 		case <-ctx.Done():
-			h.t.Fatalf("/readyz never answered %d", status)
+			h.t.Fatalf("/readyz never answered %d (last error %v)\nlogs:\n%s", status, err, h.logs)
 		case <-tick.C:
 		}
 	}
