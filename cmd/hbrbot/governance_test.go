@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hbrbot/hbrbot"
@@ -204,5 +206,37 @@ func TestAuditTrail(t *testing.T) {
 		if strings.Contains(everything, secret) {
 			t.Errorf("secret %q leaked", secret[:4]+"…")
 		}
+	}
+}
+
+// TestPolicyReloadOnHangup: SIGHUP reloads the policy file; a bad file is
+// refused and the rules in force stay.
+func TestPolicyReloadOnHangup(t *testing.T) {
+	// The test takes SIGHUP itself first, so the process never dies of it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(file, []byte("default:\n  regions: [cn-hangzhou]\n"), 0o600)
+	h := newHarness(t, map[string]string{"HBRBOT_POLICY_FILE": file})
+	h.start()
+	refused := h.command(requester, "i-aaa --region cn-shanghai")
+	if got := h.ackPayload(refused); !strings.Contains(got, "not allowed") {
+		t.Fatalf("before the reload: %q", got)
+	}
+
+	os.WriteFile(file, []byte("default:\n  regions: [cn-hangzhou, cn-shanghai]\n"), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	h.awaitLog(`"msg":"policy reloaded"`)
+	if got := h.ackPayload(h.command(requester, "i-aaa --region cn-shanghai")); got != "" {
+		t.Errorf("after the reload, still refused: %q", got)
+	}
+
+	os.WriteFile(file, []byte("default:\n  regoins: [us-east-1]\n"), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	h.awaitLog(`"msg":"policy reload failed; keeping the rules in force"`)
+	if got := h.ackPayload(h.command(requester, "i-aaa --region cn-shanghai")); got != "" {
+		t.Errorf("a bad file replaced the rules: %q", got)
 	}
 }
