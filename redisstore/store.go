@@ -203,14 +203,18 @@ if want == 'approved' then
   local list = redis.call('HGET', req, 'approvals') or ''
   local n = 0
   for u in string.gmatch(list, '[^,]+') do
-    if u == by then return {'pending', 0} end
+    if u == by then
+      local total = 0
+      for _ in string.gmatch(list, '[^,]+') do total = total + 1 end
+      return {'pending', 0, total}
+    end
     n = n + 1
   end
   if list == '' then list = by else list = list .. ',' .. by end
   redis.call('HSET', req, 'approvals', list)
   if n + 1 < tonumber(redis.call('HGET', req, 'required') or '1') then
     redis.call('ZADD', due, ARGV[1], ARGV[6]) -- the card shows the count
-    return {'pending', 1}
+    return {'pending', 1, n + 1}
   end
 end
 redis.call('HSET', req, 'state', want, 'decided_by', by, 'decided_at', ARGV[1])
@@ -257,9 +261,15 @@ func (s *Store) Decide(ctx context.Context, id string, d hbrbot.Decision) (hbrbo
 		return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, hbrbot.ErrNotFound)
 	}
 	r, err := s.Request(ctx, id)
-	// The state is the script's, atomic with the decision: a re-read may
-	// already show a later approval's outcome.
+	// The state (and, for an approval short of the number, the count) is
+	// the script's, atomic with the decision: a re-read may already show a
+	// later approval.
 	r.State = hbrbot.RequestState(res[0].(string))
+	if len(res) > 2 {
+		if n, ok := res[2].(int64); ok && int(n) < len(r.Approvals) {
+			r.Approvals = r.Approvals[:n]
+		}
+	}
 	return r, res[1].(int64) == 1, err
 }
 

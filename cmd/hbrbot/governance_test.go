@@ -193,6 +193,9 @@ func TestAuditTrail(t *testing.T) {
 	if lines := strings.Count(csvOut.String(), "\n"); lines < len(want)+1 || !strings.HasPrefix(csvOut.String(), "time,event,request_id") {
 		t.Errorf("csv audit:\n%s", csvOut.String())
 	}
+	if testing.Verbose() {
+		t.Logf("hbrbot audit -format csv -request %s:\n%s", id, csvOut.String())
+	}
 
 	// Secrets appear nowhere: logs, Slack, the audit stream.
 	everything := h.logs.String() + out.String() + csvOut.String()
