@@ -21,6 +21,9 @@ import (
 // Command is the slash command the bot answers.
 const Command = "/hbr-upgrade"
 
+// Accepted acknowledges a valid upgrade command.
+const Accepted = ":hourglass_flowing_sand: Looking the clients up; the approval card follows in this channel. (No card within a minute? Run the command again: nothing was done.)"
+
 // Workflow is what the bot hands commands and clicks to.
 type Workflow interface {
 	Parse(inv upgrade.Invocation) (hbrbot.Command, error)
@@ -178,7 +181,9 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 		b.spawn(ctx, func(ctx context.Context) { b.flow.Status(ctx, inv) })
 	case hbrbot.CommandUpgrade:
 		b.obs.Command("accepted")
-		b.ack(ctx, req, nil)
+		// Said at once, so a command is never met with silence, even if this
+		// replica dies before the card is up.
+		b.ack(ctx, req, ephemeral(Accepted))
 		b.spawn(ctx, func(ctx context.Context) { b.flow.RequestUpgrade(ctx, inv, parsed.Upgrade) })
 	}
 }

@@ -27,8 +27,8 @@ func TestHappyPathWithInvalidInstance(t *testing.T) {
 	h.start()
 
 	env := h.command(requester, "i-good1 i-bad, c-good2 --region cn-shanghai")
-	if got := h.ackPayload(env); got != "" {
-		t.Errorf("valid command acked with text %q, want a silent ack", got)
+	if got := h.ackPayload(env); !strings.Contains(got, "the approval card follows") {
+		t.Errorf("valid command acked with %q, want word that the card follows", got)
 	}
 	card := h.awaitCard(1)
 	for _, want := range []string{"<@" + requester + ">", "i-good1", "i-bad", "c-good2", "cn-shanghai", "this account", "hbr_upgrade_approve", "hbr_upgrade_cancel"} {
