@@ -59,26 +59,49 @@ func Start(t testing.TB) *Server {
 	return StartOwn(t)
 }
 
-// shared picks one of databases 1..15 of the server at url, in turn, and
-// flushes it. Database 0 holds the turn counter.
+// shared takes one of databases 1..15 of the server at url for the test,
+// exclusively (a lock key in database 0, released when the test ends: the
+// packages' tests run in parallel), and flushes it.
 func shared(t testing.TB, url string) *Server {
 	opts, err := redis.ParseURL(url)
 	if err != nil {
 		t.Fatalf("HBRBOT_TEST_REDIS_URL: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := redis.NewClient(&redis.Options{Addr: opts.Addr})
-	defer c.Close()
-	n, err := c.Incr(ctx, "redistest:turn").Result()
-	if err != nil {
-		t.Fatalf("shared redis at %s: %v", opts.Addr, err)
+	t.Cleanup(func() { c.Close() })
+	token := fmt.Sprintf("%d-%d", os.Getpid(), time.Now().UnixNano())
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for db := 1; db <= 15; db++ {
+			lock := fmt.Sprintf("redistest:lock:%d", db)
+			ok, err := c.SetNX(ctx, lock, token, 10*time.Minute).Result()
+			if err != nil {
+				t.Fatalf("shared redis at %s: %v", opts.Addr, err)
+			}
+			if !ok {
+				continue
+			}
+			t.Cleanup(func() {
+				// Release only our own lock.
+				if v, _ := c.Get(context.Background(), lock).Result(); v == token {
+					c.Del(context.Background(), lock)
+				}
+			})
+			s := &Server{Addr: opts.Addr, Real: true, DB: db, t: t}
+			if err := s.Client().FlushDB(ctx).Err(); err != nil {
+				t.Fatalf("flush db %d: %v", db, err)
+			}
+			return s
+		}
+		select { // every database is taken: wait for a test to end
+		case <-ctx.Done():
+			t.Fatalf("no free database on the shared redis at %s", opts.Addr)
+		case <-tick.C:
+		}
 	}
-	s := &Server{Addr: opts.Addr, Real: true, DB: 1 + int(n%15), t: t}
-	if err := s.Client().FlushDB(ctx).Err(); err != nil {
-		t.Fatalf("flush db %d: %v", s.DB, err)
-	}
-	return s
 }
 
 // StartOwn starts a server for this test alone, stopped when it ends.
