@@ -450,7 +450,8 @@ func (s *Service) showProgress(ctx context.Context, l hbrbot.Lease) error {
 	}
 	if b := s.opts.ProgressBudget; b != nil {
 		if ok, wait := b.Allow(ctx); !ok {
-			return s.store.Reschedule(ctx, l, now.Add(max(wait, 100*time.Millisecond)))
+			// Over budget: skip this redraw; a later one shows the same.
+			return s.store.Reschedule(ctx, l, now.Add(max(wait, s.opts.ProgressEvery)))
 		}
 	}
 	ts := r.ProgressTS
