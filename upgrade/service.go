@@ -178,7 +178,7 @@ func New(store Store, h HBR, chat Chat, p Policy, o Options) *Service {
 		o.Lease = time.Minute
 	}
 	if o.Workers <= 0 {
-		o.Workers = 8
+		o.Workers = 32 // steps wait on HBR, Slack and Redis, not on the CPU
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 7 * time.Second
