@@ -179,6 +179,7 @@ type Batch struct {
 	Deadline time.Time       `json:"deadline,omitzero"` // report as timed out after
 	Ended    time.Time       `json:"ended,omitzero"`    // the poll that saw the job end
 	Progress int             `json:"progress"`
+	Polls    int             `json:"polls,omitempty"` // DescribeTask calls so far
 	Final    FinalStatus     `json:"final,omitempty"`
 	Results  []ClientResult  `json:"results,omitempty"`
 	// Before and After are the clients as DescribeBackupClients saw them

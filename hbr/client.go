@@ -312,10 +312,11 @@ func (c *Client) UpgradeBackupClients(ctx context.Context, region string, t hbrb
 		params["CrossAccountUserId"] = strconv.FormatInt(cross.UserID, 10)
 		params["CrossAccountRoleName"] = cross.RoleName
 	}
-	// The call is not cancelled with ctx once sent: abandoning it would
-	// leave its outcome unknown. c.opts.Timeout bounds it.
+	// ctx bounds the waits before sending (rate limit, a pooled client) and
+	// the retries; the SDK cannot cancel a call once sent, and
+	// c.opts.Timeout bounds that.
 	sub, err := retry(ctx, c, action, upgradeRetryable, func() (hbrbot.Submission, error) {
-		body, err := c.call(context.WithoutCancel(ctx), action, region, params)
+		body, err := c.call(ctx, action, region, params)
 		if err != nil {
 			return hbrbot.Submission{}, err
 		}

@@ -1,10 +1,12 @@
 package redisstore
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hbrbot/hbrbot"
 )
@@ -84,5 +86,45 @@ func TestApprovalsRace(t *testing.T) {
 		if approvedBy != 1 {
 			t.Errorf("round %d: %d calls approved the request, want 1", round, approvedBy)
 		}
+	}
+}
+
+// TestRenew: a renewed lease fences like the one it replaces, and the old
+// one no longer writes.
+func TestRenew(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := testCtx(t)
+	t0 := base()
+	r := newRequest("rrenew", "C0OPS", t0, 1)
+	mustCreate(t, ctx, s, r)
+	if _, _, err := s.Decide(ctx, r.ID, approve(r, "U0BOB", t0)); err != nil {
+		t.Fatal(err)
+	}
+	var l hbrbot.Lease
+	for _, c := range claim(t, ctx, s, t0, 10, 5*time.Second) {
+		if c.Work.Kind == hbrbot.WorkBatch {
+			l = c
+		}
+	}
+	b := mustBatch(t, ctx, s, l.Work.ID)
+	for _, until := range []time.Time{l.Until, t0.Add(20 * time.Second)} { // kept, then extended
+		renewed, err := s.Renew(ctx, l, b, until)
+		if err != nil {
+			t.Fatalf("Renew to %v: %v", until, err)
+		}
+		if err := s.SaveBatch(ctx, renewed, b, renewed.Until); err != nil {
+			t.Errorf("the renewed lease (to %v) does not write: %v", until, err)
+		}
+		if !until.Equal(l.Until) {
+			if err := s.SaveBatch(ctx, l, b, l.Until); !errors.Is(err, hbrbot.ErrLeaseLost) {
+				t.Errorf("the old lease still writes after a renewal: %v", err)
+			}
+			for _, got := range claim(t, ctx, s, t0.Add(10*time.Second), 10, time.Second) {
+				if got.Work == l.Work {
+					t.Errorf("claimed %v within its renewed lease", got.Work)
+				}
+			}
+		}
+		l = renewed
 	}
 }

@@ -420,6 +420,19 @@ func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, n
 	return s.fencedSet(ctx, l, keyBatch(b.Key()), string(doc), ttl, next)
 }
 
+// Renew writes b and extends lease l to until, returning the new lease:
+// for a step that must not lose its lease midway (a submission).
+func (s *Store) Renew(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, until time.Time) (hbrbot.Lease, error) {
+	if err := s.SaveBatch(ctx, l, b, until); err != nil {
+		return l, err
+	}
+	if until.Equal(l.Until) {
+		return l, nil // kept as it was
+	}
+	// fencedSet scored the item msString(until): that is the new token.
+	return hbrbot.Lease{Work: l.Work, Until: time.UnixMilli(until.UnixMilli()), Token: msString(until)}, nil
+}
+
 // Reschedule moves a leased item to next, or ends it when next is zero.
 func (s *Store) Reschedule(ctx context.Context, l hbrbot.Lease, next time.Time) error {
 	return s.fencedSet(ctx, l, keyBatch(""), "", 0, next)

@@ -34,6 +34,7 @@ type Store interface {
 	ClaimDue(ctx context.Context, now time.Time, n int, lease time.Duration) ([]hbrbot.Lease, error)
 	NextDue(ctx context.Context) (time.Time, bool, error)
 	SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, next time.Time) error
+	Renew(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, until time.Time) (hbrbot.Lease, error)
 	Reschedule(ctx context.Context, l hbrbot.Lease, next time.Time) error
 	Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error
 	AppendAudit(ctx context.Context, rec hbrbot.AuditRecord) error
@@ -137,6 +138,10 @@ type Options struct {
 	Workers int
 	// ShutdownGrace bounds the work finished after Run's context ends.
 	ShutdownGrace time.Duration
+	// SubmitTimeout is the most one UpgradeBackupClients call may take,
+	// rate-limit wait included (default 10s): a submission's lease is
+	// extended to cover it, so it never outlives its lease.
+	SubmitTimeout time.Duration
 	Observer      Observer
 	// ProgressEvery is the least time between two updates of a request's
 	// progress reply (default 5s); ProgressBudget, when set, bounds them
@@ -179,6 +184,9 @@ func New(store Store, h HBR, chat Chat, p Policy, o Options) *Service {
 	}
 	if o.Workers <= 0 {
 		o.Workers = 32 // steps wait on HBR, Slack and Redis, not on the CPU
+	}
+	if o.SubmitTimeout <= 0 {
+		o.SubmitTimeout = 10 * time.Second
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 7 * time.Second

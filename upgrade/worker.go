@@ -170,7 +170,6 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 		return err
 	}
 	log = log.With("request", b.RequestID)
-	submitted := false // a job just submitted is not polled in the same step
 	for {
 		if stop.Err() != nil && b.State != hbrbot.BatchSubmitting {
 			// Shutting down: hand the batch back, due at once.
@@ -178,15 +177,30 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 		}
 		switch b.State {
 		case hbrbot.BatchPending:
+			// Saved as submitting, with the lease stretched over the call:
+			// the call must end while the lease is ours, or another replica
+			// would (rightly) report its outcome unknown.
 			b.State = hbrbot.BatchSubmitting
-			if err := s.store.SaveBatch(ctx, l, b, l.Until); err != nil {
+			until := s.now().Add(s.opts.SubmitTimeout + 2*time.Second)
+			if until.Before(l.Until) {
+				until = l.Until
+			}
+			var err error
+			if l, err = s.store.Renew(ctx, l, b, until); err != nil {
 				return err
 			}
-			b = s.submit(ctx, b, log)
-			if err := s.store.SaveBatch(ctx, l, b, l.Until); err != nil {
+			subCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), l.Until.Add(-time.Second))
+			b = s.submit(subCtx, b, log)
+			cancel()
+			// Recorded whatever time the step had left; due at once, so the
+			// reports go out under a fresh lease.
+			saveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+			defer cancel()
+			if err := s.store.SaveBatch(saveCtx, l, b, s.now()); err != nil {
 				return err
 			}
-			submitted = true
+			s.Kick()
+			return nil
 		case hbrbot.BatchSubmitting:
 			// Only a replica that lost its lease mid-call leaves this.
 			log.ErrorContext(ctx, "found a submission interrupted; its outcome is unknown")
@@ -200,8 +214,9 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 			if err := s.report(ctx, l, &b, hbrbot.ReportStarted); err != nil {
 				return err
 			}
-			if submitted {
-				// It cannot have ended yet: the first poll is an interval on.
+			if b.Polls == 0 && s.now().Sub(b.Started) < s.opts.MinPollInterval {
+				// Just submitted: it cannot have ended; the first poll is an
+				// interval on.
 				return s.store.SaveBatch(ctx, l, b, s.nextPoll(b, s.now()))
 			}
 			next, err := s.poll(ctx, &b, log)
@@ -311,6 +326,7 @@ func (s *Service) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) 
 // next) or finished.
 func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (time.Time, error) {
 	task, err := s.hbr.DescribeTask(ctx, b.Region, b.TaskID)
+	b.Polls++
 	now := s.now()
 	fields := map[string]string{"action": "DescribeTask", "batch": b.Key(), "task_id": b.TaskID,
 		"hbr_request_id": task.RequestID, "error_code": hbrbot.ErrorCode(err)}
