@@ -6,6 +6,7 @@ package hbrbot
 
 import (
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -197,21 +198,9 @@ func (b Batch) Key() string { return BatchKey(b.RequestID, b.Index) }
 
 // BatchKey names batch index of request id.
 func BatchKey(requestID string, index int) string {
-	return requestID + "." + itoa(index)
+	return requestID + "." + strconv.Itoa(index)
 }
 
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for ; n > 0; n /= 10 {
-		i--
-		b[i] = byte('0' + n%10)
-	}
-	return string(b[i:])
-}
 
 // InvalidTarget is an ID that UpgradeBackupClients marked invalid.
 type InvalidTarget struct {
