@@ -201,7 +201,6 @@ func BatchKey(requestID string, index int) string {
 	return requestID + "." + strconv.Itoa(index)
 }
 
-
 // InvalidTarget is an ID that UpgradeBackupClients marked invalid.
 type InvalidTarget struct {
 	ID        string `json:"id"`
