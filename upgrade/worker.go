@@ -214,7 +214,7 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 			if err := s.report(ctx, l, &b, hbrbot.ReportStarted); err != nil {
 				return err
 			}
-			if b.Polls == 0 && s.now().Sub(b.Started) < s.opts.MinPollInterval {
+			if b.Polls == 0 && s.now().Sub(b.Started) < s.opts.PollInterval {
 				// Just submitted: it cannot have ended; the first poll is an
 				// interval on.
 				return s.store.SaveBatch(ctx, l, b, s.nextPoll(b, s.now()))
