@@ -374,8 +374,8 @@ func (s *Service) nextPoll(b hbrbot.Batch, now time.Time) time.Time {
 		elapsed := now.Sub(b.Started)
 		remaining := time.Duration(float64(elapsed) * float64(100-b.Progress) / float64(b.Progress))
 		wait = min(max(remaining, s.opts.MinPollInterval), s.opts.MaxPollInterval)
-	case b.Progress == 0:
-		wait = s.opts.MaxPollInterval // nothing to extrapolate from
+	case b.Progress == 0 && b.Polls > 0:
+		wait = s.opts.MaxPollInterval // still nothing to extrapolate from
 	}
 	next := now.Add(wait)
 	if next.After(b.Deadline) {

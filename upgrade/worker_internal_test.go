@@ -34,10 +34,14 @@ func TestNextPoll(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := t0.Add(tc.elapsed)
-			b := hbrbot.Batch{Progress: tc.progress, Started: t0, Deadline: t0.Add(tc.deadline)}
+			b := hbrbot.Batch{Progress: tc.progress, Polls: 1, Started: t0, Deadline: t0.Add(tc.deadline)}
 			if got := tc.s.nextPoll(b, now).Sub(now); got != tc.want {
 				t.Errorf("next poll in %v, want %v", got, tc.want)
 			}
 		})
+	}
+	// Before the first poll nothing is known: the regular interval.
+	if got := wide.nextPoll(hbrbot.Batch{Started: t0, Deadline: t0.Add(time.Hour)}, t0).Sub(t0); got != 10*time.Second {
+		t.Errorf("first poll in %v, want the 10s interval", got)
 	}
 }
