@@ -127,22 +127,11 @@ func TestCancel(t *testing.T) {
 // requestID reads the request ID from a card's Approve button.
 func requestID(t *testing.T, card slacktest.Message) string {
 	t.Helper()
-	var blocks []struct {
-		Elements []struct {
-			ActionID string `json:"action_id"`
-			Value    string `json:"value"`
-		} `json:"elements"`
+	id := cardRequestID(card)
+	if id == "" {
+		t.Fatalf("card has no Approve button:\n%s", text(card))
 	}
-	json.Unmarshal(card.Blocks, &blocks)
-	for _, b := range blocks {
-		for _, e := range b.Elements {
-			if e.ActionID == "hbr_upgrade_approve" {
-				return e.Value
-			}
-		}
-	}
-	t.Fatalf("card has no Approve button:\n%s", text(card))
-	return ""
+	return id
 }
 
 // TestBatchesOf100: 250 IDs become three HBR jobs of 100, 100 and 50, each
