@@ -143,9 +143,12 @@ func Overall(batches []Batch) (tally map[OutcomeKind]int, done bool) {
 // RetryTargets are the IDs of an ended batch worth another try: every one
 // that did not end upgraded, except those whose submission's fate is
 // unknown (they may be upgrading still).
-func RetryTargets(b Batch) Targets {
+func RetryTargets(b Batch) Targets { return RetryTargetsOf(b.Outcomes()) }
+
+// RetryTargetsOf is RetryTargets of outcomes already worked out.
+func RetryTargetsOf(outcomes []Outcome) Targets {
 	var t Targets
-	for _, o := range b.Outcomes() {
+	for _, o := range outcomes {
 		switch o.Kind {
 		case OutcomeUpgraded, OutcomeDryRun, OutcomeUnknown:
 			continue

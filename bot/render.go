@@ -403,7 +403,7 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		lines = append(lines, ":grey_question: Versions not verified: "+b.VerifyError+".")
 	}
 	blocks := sections(lines, blockLimit-1)
-	if retry := hbrbot.RetryTargets(b); retry.Len() > 0 && !b.DryRun {
+	if retry := hbrbot.RetryTargetsOf(outcomes); retry.Len() > 0 && !b.DryRun {
 		btn := slack.NewButtonBlockElement(ActionRetry, b.Key(),
 			slack.NewTextBlockObject(slack.PlainTextType, fmt.Sprintf("Retry the %d not upgraded", retry.Len()), false, false))
 		blocks = append(blocks, slack.NewActionBlock("hbr_upgrade_retry", btn))

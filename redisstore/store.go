@@ -389,12 +389,12 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return fromMS(zs[0].Score), true, nil
 }
 
-// fencedSetScript writes KEYS[2] (when ARGV[3] is not empty) and
-// reschedules or removes the item, only while the lease holds.
+// fencedSetScript writes KEYS[2] (when given) and reschedules or removes
+// the item, only while the lease holds.
 var fencedSetScript = redis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
-if ARGV[3] ~= '' then
+if KEYS[2] then
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 end
 if ARGV[5] == '' then
@@ -435,9 +435,11 @@ func (s *Store) Renew(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, until
 
 // Reschedule moves a leased item to next, or ends it when next is zero.
 func (s *Store) Reschedule(ctx context.Context, l hbrbot.Lease, next time.Time) error {
-	return s.fencedSet(ctx, l, keyBatch(""), "", 0, next)
+	return s.fencedSet(ctx, l, "", "", 0, next)
 }
 
+// fencedSet writes doc to key k (none when k is "") and moves the item to
+// next, while l holds.
 func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, k, doc string, ttl time.Duration, next time.Time) error {
 	score := ""
 	switch {
@@ -446,7 +448,11 @@ func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, k, doc string, tt
 	case !next.IsZero():
 		score = msString(next)
 	}
-	got, err := fencedSetScript.Run(ctx, s.rdb, []string{keyDue, k}, member(l.Work), l.Token,
+	keys := []string{keyDue}
+	if k != "" {
+		keys = append(keys, k)
+	}
+	got, err := fencedSetScript.Run(ctx, s.rdb, keys, member(l.Work), l.Token,
 		doc, strconv.FormatInt(ttl.Milliseconds(), 10), score).Int()
 	if err != nil {
 		return fmt.Errorf("save %s: %w", member(l.Work), err)

@@ -177,17 +177,8 @@ func TestBatchesOf100(t *testing.T) {
 		}
 	}
 	h.awaitUnscheduled() // the CSV tables go up after the reports
-	all := ""
-	for _, f := range finals {
-		all += text(f)
-	}
-	for _, f := range h.slack.Files() {
-		all += string(f.Content)
-	}
-	for _, id := range ids {
-		if !strings.Contains(all, id) {
-			t.Errorf("no final report or its table names %s", id)
-		}
+	for _, id := range unreported(h.slack, finals, ids) {
+		t.Errorf("no final report or its table names %s", id)
 	}
 	if got := len(h.reportsOf(card, "final")); got != 3 {
 		t.Errorf("%d final reports, want 3", got)

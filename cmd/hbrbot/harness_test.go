@@ -304,3 +304,22 @@ func (s *syncBuffer) String() string {
 	}
 	return out
 }
+
+// unreported lists the ids that neither the final reports given nor any
+// CSV table (a large job's, which lists every ID) names.
+func unreported(srv *slacktest.Server, finals []slacktest.Message, ids []string) []string {
+	var all strings.Builder
+	for _, f := range srv.Files() {
+		all.Write(f.Content)
+	}
+	for _, m := range finals {
+		all.WriteString(text(m))
+	}
+	var missing []string
+	for _, id := range ids {
+		if !strings.Contains(all.String(), id) {
+			missing = append(missing, id)
+		}
+	}
+	return missing
+}

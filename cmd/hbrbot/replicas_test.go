@@ -173,22 +173,13 @@ func testReplicas(t *testing.T, replicas int) {
 			}
 		}
 	}
-	var tables strings.Builder // a large job's IDs are in its CSV table
-	for _, f := range h.slack.Files() {
-		tables.Write(f.Content)
-	}
 	for _, r := range reqs {
-		var all strings.Builder
-		all.WriteString(tables.String())
+		var ms []slacktest.Message
 		for b := range r.batches {
-			for _, m := range finals[r.batchKey(b)] {
-				all.WriteString(text(m))
-			}
+			ms = append(ms, finals[r.batchKey(b)]...)
 		}
-		for _, id := range r.ids {
-			if !strings.Contains(all.String(), id) {
-				t.Errorf("request %s: no final report names %s", r.id, id)
-			}
+		for _, id := range unreported(h.slack, ms, r.ids) {
+			t.Errorf("request %s: no final report names %s", r.id, id)
 		}
 	}
 	if len(started) != totalBatches || len(finals) != totalBatches {
