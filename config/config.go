@@ -61,6 +61,7 @@ const (
 	varDryRun            = "HBRBOT_DRY_RUN"
 	varLogFormat         = "HBRBOT_LOG_FORMAT"
 	varLogLevel          = "HBRBOT_LOG_LEVEL"
+	varPProf             = "HBRBOT_PPROF"
 )
 
 // Limits enforced by Load.
@@ -75,6 +76,10 @@ const (
 	// MinMaxTargets and MaxMaxTargets bound HBRBOT_MAX_TARGETS.
 	MinMaxTargets = 1
 	MaxMaxTargets = 10000
+	// MaxHBRRateLimit bounds HBRBOT_HBR_RATE_LIMIT: a hundred times HBR's
+	// documented 600 a minute per API, for accounts with a raised quota
+	// (and for load tests against a fake).
+	MaxHBRRateLimit = 60000
 )
 
 // Config is the validated configuration. Load fills every field; a Config
@@ -176,6 +181,9 @@ type Config struct {
 	LogFormat string
 	// LogLevel is HBRBOT_LOG_LEVEL: debug, info (default), warn or error.
 	LogLevel slog.Level
+	// PProf is HBRBOT_PPROF, default false: serve net/http/pprof under
+	// /debug/pprof/ on HTTPAddr.
+	PProf bool
 }
 
 // rawConfig is what caarlos0/env reads: types, defaults and required
@@ -211,6 +219,7 @@ type rawConfig struct {
 	DryRun            bool          `env:"HBRBOT_DRY_RUN" envDefault:"false"`
 	LogFormat         string        `env:"HBRBOT_LOG_FORMAT" envDefault:"json"`
 	LogLevel          string        `env:"HBRBOT_LOG_LEVEL" envDefault:"info"`
+	PProf             bool          `env:"HBRBOT_PPROF" envDefault:"false"`
 }
 
 var (
@@ -459,8 +468,8 @@ func (v *validator) validate(raw rawConfig) Config {
 	c.RequestTTL = v.duration(varRequestTTL, raw.RequestTTL, 0)
 	c.Lease = v.duration(varLease, raw.Lease, MinLease)
 	if !v.failed[varHBRRateLimit] {
-		if raw.HBRRateLimit < 1 || raw.HBRRateLimit > 6000 {
-			v.add(varHBRRateLimit, "%d is not between 1 and 6000 calls a minute", raw.HBRRateLimit)
+		if raw.HBRRateLimit < 1 || raw.HBRRateLimit > MaxHBRRateLimit {
+			v.add(varHBRRateLimit, "%d is not between 1 and %d calls a minute", raw.HBRRateLimit, MaxHBRRateLimit)
 		}
 		c.HBRRateLimit = raw.HBRRateLimit
 	}
@@ -476,6 +485,7 @@ func (v *validator) validate(raw rawConfig) Config {
 	}
 	c.PolicyFile = raw.PolicyFile
 	c.DryRun = raw.DryRun
+	c.PProf = raw.PProf
 	c.LogFormat = raw.LogFormat
 	if raw.LogFormat != "json" && raw.LogFormat != "text" {
 		v.add(varLogFormat, "%s is not json or text", show(raw.LogFormat))

@@ -323,7 +323,8 @@ func TestInvalid(t *testing.T) {
 		{"bad requester", map[string]string{"HBRBOT_REQUESTERS": "alice"}, "HBRBOT_REQUESTERS", "alice"},
 		{"lease too short", map[string]string{"HBRBOT_LEASE": "1s"}, "HBRBOT_LEASE", "less than the minimum 5s"},
 		{"lease garbage", map[string]string{"HBRBOT_LEASE": "long"}, "HBRBOT_LEASE", `"long" is not a duration`},
-		{"rate limit zero", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "0"}, "HBRBOT_HBR_RATE_LIMIT", "not between 1 and 6000"},
+		{"rate limit zero", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "0"}, "HBRBOT_HBR_RATE_LIMIT", "not between 1 and 60000"},
+		{"rate limit too high", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "60001"}, "HBRBOT_HBR_RATE_LIMIT", "60001 is not between 1 and 60000"},
 		{"rate limit garbage", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "many"}, "HBRBOT_HBR_RATE_LIMIT", "not a whole number"},
 		{"request ttl garbage", map[string]string{"HBRBOT_REQUEST_TTL": "1d"}, "HBRBOT_REQUEST_TTL", `"1d" is not a duration`},
 		{"approver lower case", map[string]string{"HBRBOT_APPROVERS": "U0ABC,u0abc"}, "HBRBOT_APPROVERS", `"u0abc" is not`},
@@ -718,7 +719,7 @@ func TestVariableNames(t *testing.T) {
 		"HBRBOT_POLL_INTERVAL", "HBRBOT_POLL_POLICY", "HBRBOT_POLL_MIN_INTERVAL", "HBRBOT_POLL_MAX_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
 		"HBRBOT_APPROVERS", "HBRBOT_REQUESTERS", "HBRBOT_REQUIRED_APPROVALS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
 		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",
-		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN", "HBRBOT_LOG_FORMAT", "HBRBOT_LOG_LEVEL",
+		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN", "HBRBOT_LOG_FORMAT", "HBRBOT_LOG_LEVEL", "HBRBOT_PPROF",
 	}
 	if !slices.Equal(varNames, want) {
 		t.Errorf("variables %v, want %v", varNames, want)

@@ -70,6 +70,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool(varDryRun, r.DryRun),
 		slog.String(varLogFormat, r.LogFormat),
 		slog.String(varLogLevel, r.LogLevel.String()),
+		slog.Bool(varPProf, r.PProf),
 	)
 }
 

@@ -20,7 +20,21 @@ type RateLimiter struct {
 	limit   redis_rate.Limit
 	local   *rate.Limiter
 	log     *slog.Logger
+	// turn lets one waiter of this replica at a time ask Redis; the rest
+	// queue behind it in order. Without it, N waiters would all wake at
+	// RetryAfter, one would win and N-1 ask again: N² scripts in a burst.
+	turn chan struct{}
+	// At high rates one script per call costs more than the call: a
+	// replica takes up to grant calls' budget at once (about 100ms worth)
+	// and hands it out locally until it is used or stale.
+	grant   int
+	granted int
+	staleAt time.Time
 }
+
+// grantStale bounds how long budget taken from Redis may wait unused:
+// budget used late would make a burst above the rate.
+const grantStale = 200 * time.Millisecond
 
 // NewRateLimiter allows perMinute calls a minute under name, with bursts of
 // about two seconds' worth.
@@ -33,13 +47,27 @@ func NewRateLimiter(rdb redis.UniversalClient, name string, perMinute int, log *
 		limit: redis_rate.Limit{Rate: perMinute, Period: time.Minute, Burst: burst},
 		local: rate.NewLimiter(rate.Limit(float64(perMinute)/60), burst),
 		log:   log,
+		turn:  make(chan struct{}, 1),
+		grant: max(1, perMinute/600),
 	}
 }
 
-// Wait blocks until a call may go, or ctx ends.
+// Wait blocks until a call may go, or ctx ends. Waiters of one replica
+// are served in turn.
 func (l *RateLimiter) Wait(ctx context.Context) error {
+	select {
+	case l.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-l.turn }()
+	// Only the waiter holding the turn touches granted and staleAt.
+	if l.granted > 0 && time.Now().Before(l.staleAt) {
+		l.granted--
+		return nil
+	}
 	for {
-		res, err := l.limiter.Allow(ctx, l.key, l.limit)
+		res, err := l.limiter.AllowAtMost(ctx, l.key, l.limit, l.grant)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -48,6 +76,7 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 			return l.local.Wait(ctx)
 		}
 		if res.Allowed > 0 {
+			l.granted, l.staleAt = res.Allowed-1, time.Now().Add(grantStale)
 			return nil
 		}
 		t := time.NewTimer(res.RetryAfter)

@@ -338,40 +338,40 @@ func parseMember(m string) (hbrbot.Work, bool) {
 	return hbrbot.Work{}, false
 }
 
-// claimScript takes an item whose score (due time or an old lease) has
-// passed, and makes the new lease's expiry its score and fencing token.
+// claimScript takes up to ARGV[2] items whose score (due time or an old
+// lease) is at most ARGV[1], and makes each new lease's expiry its score and
+// fencing token: ARGV[3] (the lease's end, in ms) plus a thousandth that
+// differs per item, from ARGV[4] on, so that leases taken in the same
+// millisecond never share a token. One script a claim, not one per item.
+// It returns member, token, member, token, ...
 var claimScript = redis.NewScript(`
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not s or tonumber(s) > tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return 1
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i, m in ipairs(due) do
+  local token = string.format('%s.%03d', ARGV[3], (tonumber(ARGV[4]) + i) % 1000)
+  redis.call('ZADD', KEYS[1], token, m)
+  out[#out + 1] = m
+  out[#out + 1] = token
+end
+return out
 `)
 
 // ClaimDue claims up to n items due at now, for lease.
 func (s *Store) ClaimDue(ctx context.Context, now time.Time, n int, lease time.Duration) ([]hbrbot.Lease, error) {
-	members, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: keyDue, ByScore: true,
-		Start: "-inf", Stop: msString(now), Count: int64(n)}).Result()
+	until := now.Add(lease)
+	got, err := claimScript.Run(ctx, s.rdb, []string{keyDue}, msString(now), n, msString(until), rand.IntN(1000)).StringSlice()
 	if err != nil {
-		return nil, fmt.Errorf("list due work: %w", err)
+		return nil, fmt.Errorf("claim due work: %w", err)
 	}
 	var leases []hbrbot.Lease
-	for _, m := range members {
+	for i := 0; i+1 < len(got); i += 2 {
+		m, token := got[i], got[i+1]
 		item, ok := parseMember(m)
 		if !ok {
 			s.rdb.ZRem(ctx, keyDue, m) // not ours to run; never due again
 			continue
 		}
-		until := now.Add(lease)
-		// A fraction below the millisecond keeps two leases taken in the
-		// same millisecond from sharing a token.
-		token := strconv.FormatFloat(ms(until)+float64(rand.IntN(1000))/1000, 'f', 3, 64)
-		got, err := claimScript.Run(ctx, s.rdb, []string{keyDue}, m, msString(now), token).Int()
-		if err != nil {
-			return leases, fmt.Errorf("claim %s: %w", m, err)
-		}
-		if got == 1 {
-			leases = append(leases, hbrbot.Lease{Work: item, Until: until, Token: token})
-		}
+		leases = append(leases, hbrbot.Lease{Work: item, Until: until, Token: token})
 	}
 	return leases, nil
 }

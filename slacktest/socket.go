@@ -129,6 +129,7 @@ func (s *Server) readLoop(c *conn) {
 	defer s.wg.Done()
 	for {
 		_, data, err := c.ws.ReadMessage()
+		at := time.Now() // before the lock: the fake's own contention is not the bot's latency
 		if err != nil {
 			s.mu.Lock()
 			s.dropConn(c)
@@ -140,7 +141,7 @@ func (s *Server) readLoop(c *conn) {
 			Payload    json.RawMessage `json:"payload"`
 		}
 		if json.Unmarshal(data, &a) == nil {
-			s.recordAck(c, a.EnvelopeID, a.Payload)
+			s.recordAck(c, a.EnvelopeID, a.Payload, at)
 		}
 	}
 }
@@ -288,10 +289,10 @@ func (s *Server) route(e *envelope) {
 	s.rr++
 }
 
-func (s *Server) recordAck(c *conn, id string, payload json.RawMessage) {
+func (s *Server) recordAck(c *conn, id string, payload json.RawMessage, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := Ack{EnvelopeID: id, At: time.Now(), Connection: c.id}
+	a := Ack{EnvelopeID: id, At: at, Connection: c.id}
 	if len(payload) > 0 && string(payload) != "null" {
 		a.Payload = append(json.RawMessage(nil), payload...)
 	}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -163,6 +164,12 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	kick   chan struct{}
+
+	// progressAsked remembers, per request, when this replica last asked
+	// for a progress redraw after a poll: the hundred jobs of a request
+	// need not each ask Redis on every poll.
+	progressMu    sync.Mutex
+	progressAsked map[string]time.Time
 }
 
 // New builds a Service. Run must be running for approved work to proceed.
@@ -204,7 +211,7 @@ func New(store Store, h HBR, chat Chat, p Policy, o Options) *Service {
 		o.Now = time.Now
 	}
 	s := &Service{store: store, hbr: h, chat: chat, policy: p, opts: o, log: o.Logger, now: o.Now,
-		kick: make(chan struct{}, 1)}
+		kick: make(chan struct{}, 1), progressAsked: map[string]time.Time{}}
 	s.SetRules(p.Rules)
 	return s
 }

@@ -35,9 +35,21 @@ func (s *Service) Run(ctx context.Context) error {
 			return nil
 		}
 		free := cap(slots) - len(slots)
+		if free > 0 && free < cap(slots)/4 {
+			// Most slots busy: let freed ones add up, and claim them with
+			// one script rather than one script per freed slot. The delay
+			// is nothing next to a poll interval.
+			t := time.NewTimer(claimCoalesce)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			free = cap(slots) - len(slots)
+		}
 		var leases []hbrbot.Lease
 		var err error
-		if free > 0 {
+		if free > 0 && ctx.Err() == nil {
 			leases, err = s.store.ClaimDue(ctx, s.now(), free, s.opts.Lease)
 		}
 		if err != nil && ctx.Err() == nil {
@@ -86,6 +98,10 @@ func (s *Service) Run(ctx context.Context) error {
 		t.Stop()
 	}
 }
+
+// claimCoalesce is how long the worker lets freed slots add up before it
+// claims more work.
+const claimCoalesce = 5 * time.Millisecond
 
 // runWork runs one leased item. stop is the worker's context: once it ends,
 // a batch that is not mid-call is handed back for another replica.
@@ -223,7 +239,7 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 			if err != nil {
 				return err
 			}
-			s.scheduleProgress(ctx, b.RequestID, s.now().Add(s.opts.ProgressEvery))
+			s.progressAfterPoll(ctx, b.RequestID)
 			if b.State == hbrbot.BatchRunning {
 				return s.store.SaveBatch(ctx, l, b, next)
 			}
@@ -328,12 +344,18 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 	task, err := s.hbr.DescribeTask(ctx, b.Region, b.TaskID)
 	b.Polls++
 	now := s.now()
-	fields := map[string]string{"action": "DescribeTask", "batch": b.Key(), "task_id": b.TaskID,
-		"hbr_request_id": task.RequestID, "error_code": hbrbot.ErrorCode(err)}
-	if err == nil {
-		fields["progress"], fields["description"] = fmt.Sprint(task.Progress), task.Description
+	// The trail holds the first look, failed looks and the one that saw
+	// the end; the looks in between say only "still running" (their count
+	// is in job_finished). Recording each of them cost a Redis write and
+	// about 300 bytes of stream per poll.
+	if _, final := task.Final(); b.Polls == 1 || err != nil || final {
+		fields := map[string]string{"action": "DescribeTask", "batch": b.Key(), "task_id": b.TaskID,
+			"hbr_request_id": task.RequestID, "error_code": hbrbot.ErrorCode(err), "poll": fmt.Sprint(b.Polls)}
+		if err == nil {
+			fields["progress"], fields["description"] = fmt.Sprint(task.Progress), task.Description
+		}
+		s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditHBRCall, RequestID: b.RequestID, Actor: "hbrbot", Channel: b.ChannelID, Fields: fields})
 	}
-	s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditHBRCall, RequestID: b.RequestID, Actor: "hbrbot", Channel: b.ChannelID, Fields: fields})
 	if err != nil {
 		if !now.Before(b.Deadline) {
 			log.WarnContext(ctx, "job timed out; last poll failed", "task", b.TaskID, "err", err)
@@ -418,7 +440,7 @@ func (s *Service) report(ctx context.Context, l hbrbot.Lease, b *hbrbot.Batch, k
 
 // outcomeFields summarises an ended batch for the audit trail.
 func outcomeFields(b hbrbot.Batch) map[string]string {
-	f := map[string]string{"batch": b.Key(), "task_id": b.TaskID, "final": string(b.Final)}
+	f := map[string]string{"batch": b.Key(), "task_id": b.TaskID, "final": string(b.Final), "polls": fmt.Sprint(b.Polls)}
 	var per []string
 	for _, o := range b.Outcomes() {
 		entry := o.ID + ":" + string(o.Kind)
@@ -432,6 +454,31 @@ func outcomeFields(b hbrbot.Batch) map[string]string {
 		f[string(k)] = fmt.Sprint(n)
 	}
 	return f
+}
+
+// progressAfterPoll asks for a redraw of the request's progress one
+// ProgressEvery on, unless this replica asked within the last one. A redraw
+// that ran in between and found nothing new to ask for is asked for again
+// by a poll at most ProgressEvery later.
+func (s *Service) progressAfterPoll(ctx context.Context, requestID string) {
+	now := s.now()
+	s.progressMu.Lock()
+	if len(s.progressAsked) > 10000 {
+		for id, at := range s.progressAsked {
+			if now.Sub(at) >= s.opts.ProgressEvery {
+				delete(s.progressAsked, id)
+			}
+		}
+	}
+	last, asked := s.progressAsked[requestID]
+	fresh := asked && now.Sub(last) < s.opts.ProgressEvery
+	if !fresh {
+		s.progressAsked[requestID] = now
+	}
+	s.progressMu.Unlock()
+	if !fresh {
+		s.scheduleProgress(ctx, requestID, now.Add(s.opts.ProgressEvery))
+	}
 }
 
 func (s *Service) scheduleProgress(ctx context.Context, requestID string, at time.Time) {
@@ -452,22 +499,32 @@ func (s *Service) showProgress(ctx context.Context, l hbrbot.Lease) error {
 	if err != nil {
 		return err
 	}
-	batches, err := s.store.Batches(ctx, r)
-	if err != nil {
-		return err
-	}
-	_, done := hbrbot.Overall(batches)
+	// The batches are read only when needed: a request of 100 jobs is 100
+	// documents, and most passes here end in "not yet" or "over budget".
 	now := s.now()
-	if done && r.ProgressState == "" {
-		return s.store.Reschedule(ctx, l, time.Time{})
-	}
 	if next := r.ProgressAt.Add(s.opts.ProgressEvery); now.Before(next) {
 		return s.store.Reschedule(ctx, l, next)
+	}
+	var batches []hbrbot.Batch
+	if r.ProgressState == "" {
+		// No progress reply yet: none is needed once every job has ended
+		// (the reports say it all), and that costs no budget.
+		if batches, err = s.store.Batches(ctx, r); err != nil {
+			return err
+		}
+		if _, done := hbrbot.Overall(batches); done {
+			return s.store.Reschedule(ctx, l, time.Time{})
+		}
 	}
 	if b := s.opts.ProgressBudget; b != nil {
 		if ok, wait := b.Allow(ctx); !ok {
 			// Over budget: skip this redraw; a later one shows the same.
 			return s.store.Reschedule(ctx, l, now.Add(max(wait, s.opts.ProgressEvery)))
+		}
+	}
+	if batches == nil {
+		if batches, err = s.store.Batches(ctx, r); err != nil {
+			return err
 		}
 	}
 	ts := r.ProgressTS

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,6 +65,12 @@ type Options struct {
 	Progress io.Writer
 	// KeepDir keeps the work directory (bot logs) and names it in Result.
 	KeepDir bool
+	// ProfileDir, when set, receives Go profiles of replica 1 (it runs
+	// with HBRBOT_PPROF): a CPU profile and an execution trace of the
+	// command phase (commands.cpu.pprof, commands.trace), and once every job
+	// has started a heap profile (jobs.heap.pprof) and a CPU profile of the
+	// steady polling window (polling.cpu.pprof).
+	ProfileDir string
 }
 
 // Small is the preset for CI: it finishes well within a minute on two
@@ -102,7 +109,7 @@ func (o Options) validate() error {
 	check(o.PollInterval >= 100*time.Millisecond, "poll interval must be at least 100ms (the bot's minimum)")
 	check(o.Policy == "" || o.Policy == "fixed" || o.Policy == "adaptive", "policy must be fixed or adaptive")
 	check(o.Lease >= 5*time.Second, "lease must be at least 5s (the bot's minimum)")
-	check(o.HBRRateLimit >= 1 && o.HBRRateLimit <= 6000, "hbr-rate-limit must be between 1 and 6000")
+	check(o.HBRRateLimit >= 1 && o.HBRRateLimit <= 60000, "hbr-rate-limit must be between 1 and 60000")
 	for _, kv := range o.Env {
 		k, _, ok := strings.Cut(kv, "=")
 		check(ok && k != "", "env %q is not KEY=VALUE", kv)
@@ -287,6 +294,9 @@ func Compare(ctx context.Context, o Options) ([]*Result, error) {
 	for _, policy := range []string{"fixed", "adaptive"} {
 		po := o
 		po.Policy = policy
+		if o.ProfileDir != "" {
+			po.ProfileDir = filepath.Join(o.ProfileDir, policy)
+		}
 		sub, err := os.MkdirTemp(dir, policy+"-*")
 		if err != nil {
 			return out, err
@@ -379,6 +389,9 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	if o.MinInterval > 0 {
 		env = append(env, "HBRBOT_POLL_MIN_INTERVAL="+o.MinInterval.String())
 	}
+	if o.ProfileDir != "" {
+		env = append(env, "HBRBOT_PPROF=true")
+	}
 	env = append(env, o.Env...)
 
 	progress(o, "starting %d replica(s), redis on %s", o.Replicas, rp.Addr)
@@ -428,6 +441,15 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	s0, err := readRedis(ctx, rdb)
 	if err != nil {
 		return nil, err
+	}
+	var prof *profiler
+	if o.ProfileDir != "" {
+		if prof, err = newProfiler(o.ProfileDir, reps[0].httpAddr); err != nil {
+			return nil, err
+		}
+		// The command phase lasts seconds; both cover its start.
+		prof.fetch(ctx, "profile", 5, "commands.cpu.pprof")
+		prof.fetch(ctx, "trace", 5, "commands.trace")
 	}
 	cpu0 := cpuOf()
 	rs0 := rp.cpuSeconds()
@@ -485,6 +507,10 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	}
 	var sw redisSnap
 	haveWindow := window >= o.PollInterval/2
+	if prof != nil {
+		prof.fetch(ctx, "heap", 0, "jobs.heap.pprof")
+		prof.fetch(ctx, "profile", max(1, int(window.Seconds())), "polling.cpu.pprof")
+	}
 	if haveWindow {
 		t := time.NewTimer(window)
 		select {
@@ -496,6 +522,13 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 			return nil, err
 		}
 		sw.describe = proxy.describeCount()
+	}
+	// Read after the window, not to disturb it; no job has ended yet when
+	// there was a window.
+	trackedAtMem := len(p.jobs) - tap.finalCount()
+	mem, err := readMemoryByClass(ctx, rdb)
+	if err != nil {
+		return nil, err
 	}
 
 	tick := time.NewTicker(5 * time.Second)
@@ -519,6 +552,10 @@ wait:
 	rs2 := rp.cpuSeconds()
 	ended := time.Now()
 	progress(o, "all %d final reports in %s; stopping", len(p.jobs), ended.Sub(began).Round(time.Millisecond))
+	profiles, err := prof.wait()
+	if err != nil {
+		return nil, err
+	}
 
 	// Stop: SIGTERM, as Kubernetes does.
 	var wg sync.WaitGroup
@@ -534,7 +571,8 @@ wait:
 	res = collect(o, p, collected{
 		dir: dir, reps: reps, tap: tap, proxy: proxy, hbr: hbr, slack: slack, states: states,
 		s0: s0, s1: s1, sw: sw, s2: s2, haveWindow: haveWindow, trackedAtS1: trackedAtS1,
-		began: began, decidedAt: decidedAt, ended: ended,
+		began: began, decidedAt: decidedAt, ended: ended, profiles: profiles,
+		mem: mem, trackedAtMem: trackedAtMem,
 		cpu0: cpu0, cpuDecided: cpuDecided, redisCPU: rs2 - rs0,
 		selfCPU: rusageSeconds(selfEnd) - rusageSeconds(selfStart),
 	})

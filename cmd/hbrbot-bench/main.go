@@ -69,12 +69,13 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	fs.DurationVar(&o.PollInterval, "interval", d.PollInterval, "HBRBOT_POLL_INTERVAL")
 	fs.StringVar(&o.Policy, "policy", "", "HBRBOT_POLL_POLICY: fixed or adaptive (empty: the bot's default)")
 	fs.DurationVar(&o.MinInterval, "min-interval", 0, "HBRBOT_POLL_MIN_INTERVAL (0: the bot's default)")
-	fs.IntVar(&o.HBRRateLimit, "hbr-rate-limit", d.HBRRateLimit, "HBRBOT_HBR_RATE_LIMIT, calls a minute for all replicas (the bot allows at most 6000)")
+	fs.IntVar(&o.HBRRateLimit, "hbr-rate-limit", d.HBRRateLimit, "HBRBOT_HBR_RATE_LIMIT, calls a minute for all replicas (the bot allows at most 60000)")
 	fs.DurationVar(&o.Lease, "lease", d.Lease, "HBRBOT_LEASE (at least 5s)")
 	fs.Var(&env, "env", "KEY=VALUE for every replica (repeatable); wins over the bench's own settings")
 	fs.StringVar(&o.Bot, "bot", "", "a prebuilt hbrbot binary (default: go build ./cmd/hbrbot)")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "bound on one run (default: longest job + 30 intervals + 2m)")
 	fs.BoolVar(&o.KeepDir, "keep", false, "keep the work directory with the bot logs")
+	fs.StringVar(&o.ProfileDir, "profile", "", "save Go profiles of replica 1 here (CPU and trace of the commands, heap and CPU of the polling)")
 	if err := fs.Parse(args); err != nil {
 		return 2, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -26,6 +27,7 @@ type Result struct {
 	BotCPUSeconds             float64
 	PeakRSSMiB                float64
 	RedisBytesPerTrackedJob   float64
+	RedisStateBytesPerJob     float64 // keys but the audit stream, by MEMORY USAGE
 	Jobs, FinalReports        int
 	Problems                  []string // broken promises (duplicates, missing reports, ...)
 	WorkDir                   string   // with Options.KeepDir
@@ -48,17 +50,20 @@ func (r *Result) Print(w io.Writer) {
 
 // collected is everything run gathered, for collect.
 type collected struct {
-	dir         string
-	reps        []*replica
-	tap         *slackTap
-	proxy       *hbrProxy
-	hbr         *hbrtest.Server
-	slack       *slacktest.Server
-	states      []*cmdState
-	s0, s1, sw  redisSnap
-	s2          redisSnap
-	haveWindow  bool
-	trackedAtS1 int
+	dir          string
+	reps         []*replica
+	tap          *slackTap
+	proxy        *hbrProxy
+	hbr          *hbrtest.Server
+	slack        *slacktest.Server
+	states       []*cmdState
+	s0, s1, sw   redisSnap
+	s2           redisSnap
+	haveWindow   bool
+	profiles     string // directory of the Go profiles, if any
+	mem          memoryByClass
+	trackedAtMem int
+	trackedAtS1  int
 
 	began, decidedAt, ended time.Time
 	cpu0, cpuDecided        float64
@@ -123,6 +128,9 @@ func collect(o Options, p plan, c collected) *Result {
 		}
 		switch {
 		case slash[a.EnvelopeID]:
+			if os.Getenv("BENCH_DEBUG_ACKS") != "" {
+				fmt.Fprintf(os.Stderr, "ACK %s sent=%s lat=%s\n", a.At.Format("05.000000"), a.At.Add(-a.Latency).Format("05.000000"), a.Latency)
+			}
 			slashLat = append(slashLat, a.Latency.Seconds())
 		case click[a.EnvelopeID]:
 			clickLat = append(clickLat, a.Latency.Seconds())
@@ -285,6 +293,13 @@ func collect(o Options, p plan, c collected) *Result {
 	}
 	r.add("redis_memory_per_tracked_job", "%.0f B (used_memory +%.1f MiB with %d jobs tracked, requests and cards included)",
 		r.RedisBytesPerTrackedJob, float64(c.s1.memory-c.s0.memory)/(1<<20), c.trackedAtS1)
+	if n := c.trackedAtMem; n > 0 && len(c.mem.bytes) > 0 {
+		state := float64(c.mem.total("audit")) / float64(n)
+		r.RedisStateBytesPerJob = state
+		r.add("redis_memory_by_key_per_tracked_job", "%s (MEMORY USAGE, %d jobs tracked)", c.mem.perJob(n), n)
+		r.add("redis_state_per_tracked_job", "%.0f B without the audit stream, %.0f B an ID (%d IDs a job)",
+			state, state/float64(p.jobs[0].ids), p.jobs[0].ids)
+	}
 	r.add("redis_memory_after", "+%.1f MiB, %d keys (retention: ended jobs stay)", float64(c.s2.memory-c.s0.memory)/(1<<20), c.s2.keys)
 	r.add("redis_cpu_seconds", "%.2f", c.redisCPU)
 
@@ -334,6 +349,9 @@ func collect(o Options, p plan, c collected) *Result {
 	r.add("problems", "%d", len(r.Problems))
 	for i, pr := range r.Problems {
 		r.add(fmt.Sprintf("problem_%d", i+1), "%s", pr)
+	}
+	if c.profiles != "" {
+		r.add("profiles", "%s (go tool pprof -top <file>; go tool trace commands.trace)", c.profiles)
 	}
 	return r
 }

@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	slackBot := bot.New(api, svc, log, met)
 
-	srv := &http.Server{Handler: health.Handler(reg,
+	httpHandler := health.Handler(reg,
 		health.Check{Name: "slack", Fn: func(context.Context) error {
 			if !slackBot.Connected() {
 				return errors.New("socket mode not connected")
@@ -131,7 +131,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		}},
 		health.Check{Name: "redis", Fn: store.Ping},
-	), ReadHeaderTimeout: 5 * time.Second}
+	)
+	if cfg.PProf {
+		httpHandler = health.WithProfiling(httpHandler)
+	}
+	srv := &http.Server{Handler: httpHandler, ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HBRBOT_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
