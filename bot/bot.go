@@ -63,9 +63,9 @@ type Bot struct {
 }
 
 // maxHandlers is how much work behind acks runs at once. The work is
-// mostly waiting on Redis, HBR and Slack; 16 keeps a burst of 200 commands
-// to about a second of card latency on two cores.
-const maxHandlers = 16
+// mostly waiting on Redis, HBR and Slack (a command's look-up may take its
+// whole 3s), so this is well above the cores.
+const maxHandlers = 32
 
 // handlerTimeout bounds the work behind one envelope; it also bounds how
 // long a shutdown waits for that work.
@@ -159,26 +159,47 @@ func ephemeral(text string) map[string]any {
 	return map[string]any{"response_type": "ephemeral", "text": text}
 }
 
-// spawn runs work after the ack, at most maxHandlers at a time, on a
-// context that outlives a shutdown signal long enough to finish. The
-// timeout counts from the ack: work that waited too long for its turn is
-// dropped with an error in the log (the user's ack note says to run the
-// command again when no card comes).
+// spawn runs work after the ack, at most maxHandlers at a time. The work
+// gets handlerTimeout from when its turn comes, on a context that outlives
+// a shutdown signal long enough to finish. Work still waiting for its turn
+// after turnWait, or when the bot stops, is dropped with an error in the
+// log: the user's ack note says to run the command again when no card
+// comes within a minute.
 func (b *Bot) spawn(ctx context.Context, work func(context.Context)) {
 	b.inflight.Add(1)
 	go func() {
 		defer b.inflight.Done()
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
-		defer cancel()
-		select {
-		case b.handlers <- struct{}{}:
-		case <-wctx.Done():
-			b.log.ErrorContext(wctx, "work behind an ack waited too long for its turn; dropped", "waited", handlerTimeout)
+		if !b.takeTurn(ctx) {
 			return
 		}
 		defer func() { <-b.handlers }()
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handlerTimeout)
+		defer cancel()
 		work(wctx)
 	}()
+}
+
+// turnWait bounds how long acked work waits for its turn.
+const turnWait = 45 * time.Second
+
+// takeTurn waits for a free handler slot; false: the work is dropped.
+func (b *Bot) takeTurn(ctx context.Context) bool {
+	select {
+	case b.handlers <- struct{}{}: // a free slot wins over a stop signal
+		return true
+	default:
+	}
+	turn := time.NewTimer(turnWait)
+	defer turn.Stop()
+	select {
+	case b.handlers <- struct{}{}:
+		return true
+	case <-turn.C:
+		b.log.ErrorContext(ctx, "work behind an ack waited too long for its turn; dropped", "waited", turnWait)
+	case <-ctx.Done():
+		b.log.ErrorContext(ctx, "stopping: work behind an ack dropped before its turn")
+	}
+	return false
 }
 
 func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd slack.SlashCommand) {

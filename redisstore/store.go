@@ -147,6 +147,27 @@ func (s *Store) SetProgress(ctx context.Context, id string, state hbrbot.ReportS
 	return nil
 }
 
+// Progress reads only the state of a request's progress reply and when it
+// was last drawn: the redraw's gate, without decoding the request (which
+// names up to 10,000 IDs).
+func (s *Store) Progress(ctx context.Context, id string) (hbrbot.ReportState, time.Time, error) {
+	vals, err := s.rdb.HMGet(ctx, keyRequest(id), "state", "progress_state", "progress_at").Result()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("read progress of request %s: %w", id, err)
+	}
+	if vals[0] == nil {
+		return "", time.Time{}, fmt.Errorf("request %s: %w", id, hbrbot.ErrNotFound)
+	}
+	state, _ := vals[1].(string)
+	var at time.Time
+	if v, ok := vals[2].(string); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			at = time.UnixMilli(n)
+		}
+	}
+	return hbrbot.ReportState(state), at, nil
+}
+
 // Request reads a request.
 func (s *Store) Request(ctx context.Context, id string) (hbrbot.Request, error) {
 	vals, err := s.rdb.HGetAll(ctx, keyRequest(id)).Result()

@@ -976,3 +976,30 @@ func TestKeysSharePrefixAndHashTag(t *testing.T) {
 		}
 	}
 }
+
+// TestProgress: the redraw's gate reads what SetProgress wrote, without the
+// request's document, and tells a missing request apart.
+func TestProgress(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := testCtx(t)
+	t0 := base()
+	if _, _, err := s.Progress(ctx, "rnone"); !errors.Is(err, hbrbot.ErrNotFound) {
+		t.Errorf("Progress of a missing request: err = %v, want ErrNotFound", err)
+	}
+	r := newRequest("rprog", "C0OPS", t0, 3)
+	mustCreate(t, ctx, s, r)
+	if state, at, err := s.Progress(ctx, r.ID); err != nil || state != "" || !at.IsZero() {
+		t.Errorf("Progress before any reply = %q, %v, %v; want empty", state, at, err)
+	}
+	if err := s.SetProgress(ctx, r.ID, hbrbot.ReportPosted, "1700000000.000300", t0); err != nil {
+		t.Fatal(err)
+	}
+	state, at, err := s.Progress(ctx, r.ID)
+	if err != nil || state != hbrbot.ReportPosted || !at.Equal(t0) {
+		t.Errorf("Progress = %q, %v, %v; want %q, %v", state, at, err, hbrbot.ReportPosted, t0)
+	}
+	full, err := s.Request(ctx, r.ID)
+	if err != nil || full.ProgressState != state || !full.ProgressAt.Equal(at) || full.ProgressTS != "1700000000.000300" {
+		t.Errorf("Request disagrees with Progress: %q %v %q, %v", full.ProgressState, full.ProgressAt, full.ProgressTS, err)
+	}
+}

@@ -40,6 +40,7 @@ type Store interface {
 	Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error
 	AppendAudit(ctx context.Context, rec hbrbot.AuditRecord) error
 	SetProgress(ctx context.Context, id string, state hbrbot.ReportState, ts string, at time.Time) error
+	Progress(ctx context.Context, id string) (hbrbot.ReportState, time.Time, error)
 }
 
 // Budget spaces out calls that may be skipped or delayed (progress

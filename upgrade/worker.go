@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -492,24 +493,35 @@ func (s *Service) scheduleProgress(ctx context.Context, requestID string, at tim
 // when the budget is spent the redraw waits, and a request whose jobs all
 // ended before its first redraw gets none (its reports say it all).
 func (s *Service) showProgress(ctx context.Context, l hbrbot.Lease) error {
-	r, err := s.store.Request(ctx, l.Work.ID)
+	// The request and its batches are read only when needed: a request of
+	// 100 jobs is 101 documents, and most passes here end in "not yet" or
+	// "over budget".
+	state, at, err := s.store.Progress(ctx, l.Work.ID)
 	if errors.Is(err, hbrbot.ErrNotFound) {
 		return s.store.Reschedule(ctx, l, time.Time{})
 	}
 	if err != nil {
 		return err
 	}
-	// The batches are read only when needed: a request of 100 jobs is 100
-	// documents, and most passes here end in "not yet" or "over budget".
 	now := s.now()
-	if next := r.ProgressAt.Add(s.opts.ProgressEvery); now.Before(next) {
+	if next := at.Add(s.opts.ProgressEvery); now.Before(next) {
 		return s.store.Reschedule(ctx, l, next)
 	}
+	var r hbrbot.Request
 	var batches []hbrbot.Batch
-	if r.ProgressState == "" {
+	load := func() error {
+		if r, err = s.store.Request(ctx, l.Work.ID); err != nil {
+			return err
+		}
+		batches, err = s.store.Batches(ctx, r)
+		return err
+	}
+	if state == "" {
 		// No progress reply yet: none is needed once every job has ended
 		// (the reports say it all), and that costs no budget.
-		if batches, err = s.store.Batches(ctx, r); err != nil {
+		if err := load(); errors.Is(err, hbrbot.ErrNotFound) {
+			return s.store.Reschedule(ctx, l, time.Time{})
+		} else if err != nil {
 			return err
 		}
 		if _, done := hbrbot.Overall(batches); done {
@@ -519,11 +531,16 @@ func (s *Service) showProgress(ctx context.Context, l hbrbot.Lease) error {
 	if b := s.opts.ProgressBudget; b != nil {
 		if ok, wait := b.Allow(ctx); !ok {
 			// Over budget: skip this redraw; a later one shows the same.
-			return s.store.Reschedule(ctx, l, now.Add(max(wait, s.opts.ProgressEvery)))
+			// Spread out, so that many requests do not all come back to
+			// an empty budget together.
+			wait = max(wait, s.opts.ProgressEvery)
+			return s.store.Reschedule(ctx, l, now.Add(wait+rand.N(2*wait)))
 		}
 	}
-	if batches == nil {
-		if batches, err = s.store.Batches(ctx, r); err != nil {
+	if r.ID == "" {
+		if err := load(); errors.Is(err, hbrbot.ErrNotFound) {
+			return s.store.Reschedule(ctx, l, time.Time{})
+		} else if err != nil {
 			return err
 		}
 	}
