@@ -62,6 +62,7 @@ var (
 
 func keyRequest(id string) string   { return key("req", id) }
 func keyBatch(k string) string      { return key("batch", k) }
+func keyBatchSpec(k string) string  { return key("bspec", k) }
 func keyEnvelope(id string) string  { return key("env", id) }
 func keyChannel(ch string) string   { return key("chan", ch) }
 func ms(t time.Time) float64        { return float64(t.UnixMilli()) }
@@ -242,10 +243,14 @@ redis.call('HSET', req, 'state', want, 'decided_by', by, 'decided_at', ARGV[1])
 redis.call('ZREM', due, ARGV[5])
 redis.call('ZADD', due, ARGV[1], ARGV[6])
 if want == 'approved' then
+  -- KEYS: request, schedule, n batches, their n specs; ARGV after the
+  -- first 7: n batch documents, n schedule items, n specs.
   local ttl = tonumber(ARGV[7])
-  for i = 3, #KEYS do
-    redis.call('SET', KEYS[i], ARGV[7 + i - 2], 'NX', 'PX', ttl)
-    redis.call('ZADD', due, ARGV[1], ARGV[7 + #KEYS - 2 + i - 2])
+  local n = (#KEYS - 2) / 2
+  for i = 1, n do
+    redis.call('SET', KEYS[2 + i], ARGV[7 + i], 'NX', 'PX', ttl)
+    redis.call('SET', KEYS[2 + n + i], ARGV[7 + 2 * n + i], 'NX', 'PX', ttl)
+    redis.call('ZADD', due, ARGV[1], ARGV[7 + n + i])
   end
 end
 return {want, 1}
@@ -261,19 +266,23 @@ func (s *Store) Decide(ctx context.Context, id string, d hbrbot.Decision) (hbrbo
 	keys := []string{keyRequest(id), keyDue}
 	args := []any{msString(d.At), string(d.State), d.By, d.CardTS, itemExpiry(id), itemCardSync(id),
 		strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}
-	var docs, members []any
+	var docs, members, specs []any
+	var specKeys []string
 	if d.State == hbrbot.RequestApproved {
 		for _, b := range d.Batches {
-			doc, err := json.Marshal(b)
+			doc, spec, err := encodeBatch(b)
 			if err != nil {
 				return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, err)
 			}
 			keys = append(keys, keyBatch(b.Key()))
+			specKeys = append(specKeys, keyBatchSpec(b.Key()))
 			docs = append(docs, doc)
+			specs = append(specs, spec)
 			members = append(members, itemBatch(b.Key()))
 		}
 	}
-	args = append(append(args, docs...), members...)
+	keys = append(keys, specKeys...)
+	args = append(append(append(args, docs...), members...), specs...)
 	res, err := decideScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, err)
@@ -315,30 +324,112 @@ func (s *Store) ChannelRequests(ctx context.Context, channel string, limit int) 
 	return out, nil
 }
 
-// Batch reads a batch.
-func (s *Store) Batch(ctx context.Context, key string) (hbrbot.Batch, error) {
-	raw, err := s.rdb.Get(ctx, keyBatch(key)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return hbrbot.Batch{}, fmt.Errorf("batch %s: %w", key, hbrbot.ErrNotFound)
+// A batch is stored as two documents: its status (everything that changes,
+// written at every step) and its spec (the IDs it names and how the
+// look-up before the card saw them), written once at approval. A poll reads
+// and writes the status only: at 100 IDs a job, the spec is most of the
+// bytes and of the decoding.
+type batchSpec struct {
+	Targets hbrbot.Targets      `json:"targets"`
+	Before  []hbrbot.ClientInfo `json:"before,omitempty"`
+}
+
+// encodeBatch splits b into its status and its spec; the spec is empty
+// when b carries none (a batch read with BatchStatus).
+func encodeBatch(b hbrbot.Batch) (status, spec []byte, err error) {
+	if b.Targets.Len() > 0 || len(b.Before) > 0 {
+		if spec, err = json.Marshal(batchSpec{Targets: b.Targets, Before: b.Before}); err != nil {
+			return nil, nil, err
+		}
 	}
-	if err != nil {
-		return hbrbot.Batch{}, fmt.Errorf("read batch %s: %w", key, err)
+	b.Targets, b.Before = hbrbot.Targets{}, nil
+	if status, err = json.Marshal(b); err != nil {
+		return nil, nil, err
 	}
+	return status, spec, nil
+}
+
+// decodeBatch joins a status and, when there is one, a spec. A status
+// written before the split carries its spec itself.
+func decodeBatch(key string, status, spec []byte) (hbrbot.Batch, error) {
 	var b hbrbot.Batch
-	if err := json.Unmarshal(raw, &b); err != nil {
+	if err := json.Unmarshal(status, &b); err != nil {
 		return hbrbot.Batch{}, fmt.Errorf("decode batch %s: %w", key, err)
+	}
+	if len(spec) > 0 {
+		var sp batchSpec
+		if err := json.Unmarshal(spec, &sp); err != nil {
+			return hbrbot.Batch{}, fmt.Errorf("decode batch spec %s: %w", key, err)
+		}
+		b.Targets, b.Before = sp.Targets, sp.Before
 	}
 	return b, nil
 }
 
-// Batches reads the batches of request r that exist.
+// Batch reads a batch, spec included.
+func (s *Store) Batch(ctx context.Context, key string) (hbrbot.Batch, error) {
+	bs, err := s.batches(ctx, []string{key}, true)
+	if err != nil {
+		return hbrbot.Batch{}, err
+	}
+	if len(bs) == 0 {
+		return hbrbot.Batch{}, fmt.Errorf("batch %s: %w", key, hbrbot.ErrNotFound)
+	}
+	return bs[0], nil
+}
+
+// BatchStatus reads a batch without its spec: no Targets, no Before.
+// Saving it keeps the stored spec.
+func (s *Store) BatchStatus(ctx context.Context, key string) (hbrbot.Batch, error) {
+	bs, err := s.batches(ctx, []string{key}, false)
+	if err != nil {
+		return hbrbot.Batch{}, err
+	}
+	if len(bs) == 0 {
+		return hbrbot.Batch{}, fmt.Errorf("batch %s: %w", key, hbrbot.ErrNotFound)
+	}
+	return bs[0], nil
+}
+
+// Batches reads the batches of request r that exist, specs included, in
+// one round trip.
 func (s *Store) Batches(ctx context.Context, r hbrbot.Request) ([]hbrbot.Batch, error) {
-	var out []hbrbot.Batch
-	for i := range r.Batches() {
-		b, err := s.Batch(ctx, hbrbot.BatchKey(r.ID, i))
-		if errors.Is(err, hbrbot.ErrNotFound) {
-			continue
+	keys := make([]string, len(r.Batches()))
+	for i := range keys {
+		keys[i] = hbrbot.BatchKey(r.ID, i)
+	}
+	return s.batches(ctx, keys, true)
+}
+
+// batches reads the batches named by keys that exist, in order.
+func (s *Store) batches(ctx context.Context, keys []string, withSpec bool) ([]hbrbot.Batch, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	rk := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		rk = append(rk, keyBatch(k))
+	}
+	if withSpec {
+		for _, k := range keys {
+			rk = append(rk, keyBatchSpec(k))
 		}
+	}
+	vals, err := s.rdb.MGet(ctx, rk...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read batches %s…: %w", keys[0], err)
+	}
+	var out []hbrbot.Batch
+	for i, k := range keys {
+		status, ok := vals[i].(string)
+		if !ok {
+			continue // never created, or expired
+		}
+		var spec string
+		if withSpec {
+			spec, _ = vals[len(keys)+i].(string)
+		}
+		b, err := decodeBatch(k, []byte(status), []byte(spec))
 		if err != nil {
 			return nil, err
 		}
@@ -410,13 +501,21 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return fromMS(zs[0].Score), true, nil
 }
 
-// fencedSetScript writes KEYS[2] (when given) and reschedules or removes
+// fencedSetScript writes KEYS[2] (when given), writes KEYS[3] if it is
+// missing and aligns its expiry (when given), and reschedules or removes
 // the item, only while the lease holds.
 var fencedSetScript = redis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
 if KEYS[2] then
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+end
+if KEYS[3] then
+  -- A batch's spec: written once, then kept as long as its status.
+  if ARGV[6] ~= '' then
+    redis.call('SET', KEYS[3], ARGV[6], 'NX', 'PX', ARGV[4])
+  end
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
 if ARGV[5] == '' then
   redis.call('ZREM', KEYS[1], ARGV[1])
@@ -430,7 +529,7 @@ return 1
 // the lease when next is l.Until), or, next zero, ends its schedule and
 // lets it expire after the retention period. ErrLeaseLost: nothing written.
 func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, next time.Time) error {
-	doc, err := json.Marshal(b)
+	status, spec, err := encodeBatch(b)
 	if err != nil {
 		return fmt.Errorf("save batch %s: %w", b.Key(), err)
 	}
@@ -438,7 +537,7 @@ func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, n
 	if next.IsZero() {
 		ttl = Retention
 	}
-	return s.fencedSet(ctx, l, keyBatch(b.Key()), string(doc), ttl, next)
+	return s.fencedSet(ctx, l, ttl, next, keyBatch(b.Key()), string(status), keyBatchSpec(b.Key()), string(spec))
 }
 
 // Renew writes b and extends lease l to until, returning the new lease:
@@ -456,12 +555,13 @@ func (s *Store) Renew(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, until
 
 // Reschedule moves a leased item to next, or ends it when next is zero.
 func (s *Store) Reschedule(ctx context.Context, l hbrbot.Lease, next time.Time) error {
-	return s.fencedSet(ctx, l, "", "", 0, next)
+	return s.fencedSet(ctx, l, 0, next)
 }
 
-// fencedSet writes doc to key k (none when k is "") and moves the item to
-// next, while l holds.
-func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, k, doc string, ttl time.Duration, next time.Time) error {
+// fencedSet writes kv (a batch's status key and document, then its spec
+// key and document, "" for none) and moves the item to next, while l
+// holds.
+func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, ttl time.Duration, next time.Time, kv ...string) error {
 	score := ""
 	switch {
 	case next.Equal(l.Until):
@@ -470,11 +570,15 @@ func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, k, doc string, tt
 		score = msString(next)
 	}
 	keys := []string{keyDue}
-	if k != "" {
-		keys = append(keys, k)
+	doc, spec := "", ""
+	if len(kv) >= 2 {
+		keys, doc = append(keys, kv[0]), kv[1]
+	}
+	if len(kv) >= 4 {
+		keys, spec = append(keys, kv[2]), kv[3]
 	}
 	got, err := fencedSetScript.Run(ctx, s.rdb, keys, member(l.Work), l.Token,
-		doc, strconv.FormatInt(ttl.Milliseconds(), 10), score).Int()
+		doc, strconv.FormatInt(ttl.Milliseconds(), 10), score, spec).Int()
 	if err != nil {
 		return fmt.Errorf("save %s: %w", member(l.Work), err)
 	}

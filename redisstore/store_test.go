@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -962,7 +963,7 @@ func TestKeysSharePrefixAndHashTag(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(keys)
-	want := []string{Prefix + "batch:keys.0", Prefix + "chan:C0001", Prefix + "chan:C0002", Prefix + "due",
+	want := []string{Prefix + "batch:keys.0", Prefix + "bspec:keys.0", Prefix + "chan:C0001", Prefix + "chan:C0002", Prefix + "due",
 		Prefix + "env:env-keys", Prefix + "req:keys", Prefix + "req:keys-2"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("keys = %q, want %q", keys, want)
@@ -1001,5 +1002,91 @@ func TestProgress(t *testing.T) {
 	full, err := s.Request(ctx, r.ID)
 	if err != nil || full.ProgressState != state || !full.ProgressAt.Equal(at) || full.ProgressTS != "1700000000.000300" {
 		t.Errorf("Request disagrees with Progress: %q %v %q, %v", full.ProgressState, full.ProgressAt, full.ProgressTS, err)
+	}
+}
+
+// TestBatchSpecSplit: a batch's IDs and look-up live in a spec written once;
+// a status-only read and save (the poll path) keeps them, expiries stay
+// aligned, and a batch stored whole by an older version still reads whole
+// and moves its spec out on its next save.
+func TestBatchSpecSplit(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := testCtx(t)
+	t0 := base()
+	r := newRequest("rspec", "C0OPS", t0, 3)
+	r.Preflight = []hbrbot.ClientInfo{{ClientID: "c-1", InstanceID: "i-rspec-000", Version: "2.4.0"}}
+	mustCreate(t, ctx, s, r)
+	d := approve(r, "U0BOB", t0)
+	d.Batches[0].Before = r.Preflight
+	if _, won, err := s.Decide(ctx, r.ID, d); err != nil || !won {
+		t.Fatalf("Decide = %v, %v", won, err)
+	}
+	key := d.Batches[0].Key()
+	want := d.Batches[0]
+
+	full, err := s.Batch(ctx, key)
+	if err != nil || !slices.Equal(full.Targets.All(), want.Targets.All()) || len(full.Before) != 1 {
+		t.Fatalf("Batch = %+v, %v; want its targets and look-up", full, err)
+	}
+	status, err := s.BatchStatus(ctx, key)
+	if err != nil || status.Targets.Len() != 0 || status.Before != nil || status.State != hbrbot.BatchPending || status.Region != "cn-shanghai" {
+		t.Fatalf("BatchStatus = %+v, %v; want the status without the spec", status, err)
+	}
+	if n, _ := rdb.StrLen(ctx, keyBatch(key)).Result(); n >= 300 {
+		t.Errorf("status document is %d bytes: the IDs went into it", n)
+	}
+
+	// The poll path: status in, status out; the spec stays.
+	l := claim(t, ctx, s, t0, 10, time.Minute)[0]
+	status.State, status.TaskID, status.Polls = hbrbot.BatchRunning, "t-1", 1
+	if err := s.SaveBatch(ctx, l, status, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	full, err = s.Batch(ctx, key)
+	if err != nil || full.TaskID != "t-1" || !slices.Equal(full.Targets.All(), want.Targets.All()) || len(full.Before) != 1 {
+		t.Fatalf("after a status save, Batch = %+v, %v", full, err)
+	}
+
+	// Finished: both expire after the retention period.
+	l = claim(t, ctx, s, t0.Add(time.Second), 10, time.Minute)[0]
+	full.State = hbrbot.BatchFinished
+	if err := s.SaveBatch(ctx, l, full, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{keyBatch(key), keyBatchSpec(key)} {
+		ttl, _ := rdb.PTTL(ctx, k).Result()
+		if ttl > Retention || ttl < Retention-time.Minute {
+			t.Errorf("TTL of %s = %v, want about %v", k, ttl, Retention)
+		}
+	}
+
+	// A batch written whole (before the split) by an older version.
+	old := want
+	old.Index, old.State = 7, hbrbot.BatchRunning
+	raw, _ := json.Marshal(old)
+	if err := rdb.Set(ctx, keyBatch(old.Key()), raw, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Schedule(ctx, hbrbot.Work{Kind: hbrbot.WorkBatch, ID: old.Key()}, t0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.BatchStatus(ctx, old.Key())
+	if err != nil || !slices.Equal(got.Targets.All(), want.Targets.All()) {
+		t.Fatalf("old whole document: BatchStatus = %+v, %v; want its targets", got, err)
+	}
+	var l7 hbrbot.Lease
+	for _, l := range claim(t, ctx, s, t0.Add(time.Hour), 10, time.Minute) {
+		if l.Work.ID == old.Key() {
+			l7 = l
+		}
+	}
+	if err := s.SaveBatch(ctx, l7, got, t0.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.Exists(ctx, keyBatchSpec(old.Key())).Result(); n != 1 {
+		t.Error("an old whole document's spec was not moved out on save")
+	}
+	if got, err := s.Batch(ctx, old.Key()); err != nil || !slices.Equal(got.Targets.All(), want.Targets.All()) {
+		t.Errorf("old document after its save: Batch = %+v, %v", got, err)
 	}
 }

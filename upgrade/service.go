@@ -41,6 +41,9 @@ type Store interface {
 	AppendAudit(ctx context.Context, rec hbrbot.AuditRecord) error
 	SetProgress(ctx context.Context, id string, state hbrbot.ReportState, ts string, at time.Time) error
 	Progress(ctx context.Context, id string) (hbrbot.ReportState, time.Time, error)
+	// BatchStatus is Batch without the spec (Targets and Before): what a
+	// poll needs. Saving such a batch keeps the stored spec.
+	BatchStatus(ctx context.Context, key string) (hbrbot.Batch, error)
 }
 
 // Budget spaces out calls that may be skipped or delayed (progress

@@ -179,7 +179,13 @@ func (s *Service) syncCardNow(ctx context.Context, l hbrbot.Lease) error {
 //     attempted before posting; the next holder looks for it in the thread
 //     (each reply carries the batch key in its metadata) before posting.
 func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *slog.Logger) error {
-	b, err := s.store.Batch(ctx, l.Work.ID)
+	// Most steps are polls of a running job whose start was reported: they
+	// need the batch's status, not the IDs it names (withSpec reads them
+	// when a step turns out to need them).
+	b, err := s.store.BatchStatus(ctx, l.Work.ID)
+	if err == nil && (b.State != hbrbot.BatchRunning || b.Reported[hbrbot.ReportStarted] != hbrbot.ReportPosted) {
+		b, err = s.store.Batch(ctx, l.Work.ID)
+	}
 	if errors.Is(err, hbrbot.ErrNotFound) {
 		return s.store.Reschedule(ctx, l, time.Time{})
 	}
@@ -248,6 +254,9 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 				return err
 			}
 		case hbrbot.BatchFinished:
+			if err := s.withSpec(ctx, &b); err != nil { // a poll may have ended it without
+				return err
+			}
 			if b.TaskID != "" {
 				if err := s.report(ctx, l, &b, hbrbot.ReportStarted); err != nil {
 					return err
@@ -367,6 +376,13 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 		return s.nextPoll(*b, now), nil
 	}
 	b.Progress = task.Progress
+	_, final := task.Final()
+	if final || !now.Before(b.Deadline) {
+		// The job ended (or timed out): the rest needs the IDs.
+		if err := s.withSpec(ctx, b); err != nil {
+			return time.Time{}, err
+		}
+	}
 	if final, ok := task.Final(); ok {
 		b.State, b.Final, b.Ended = hbrbot.BatchFinished, final, now
 		results, err := hbrbot.ParseTaskResult(task.Result)
@@ -383,6 +399,19 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 		return time.Time{}, nil
 	}
 	return s.nextPoll(*b, now), nil
+}
+
+// withSpec fills in b's Targets and Before when it was read without them.
+func (s *Service) withSpec(ctx context.Context, b *hbrbot.Batch) error {
+	if b.Targets.Len() > 0 {
+		return nil
+	}
+	full, err := s.store.Batch(ctx, b.Key())
+	if err != nil {
+		return err
+	}
+	b.Targets, b.Before = full.Targets, full.Before
+	return nil
 }
 
 // nextPoll says when to ask about b again: one interval on, or with the

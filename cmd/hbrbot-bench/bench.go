@@ -530,6 +530,10 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var trackingRSS int64
+	for _, r := range reps {
+		trackingRSS = max(trackingRSS, procStatusKiB(r.cmd.Process.Pid, "VmRSS"))
+	}
 
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
@@ -572,7 +576,7 @@ wait:
 		dir: dir, reps: reps, tap: tap, proxy: proxy, hbr: hbr, slack: slack, states: states,
 		s0: s0, s1: s1, sw: sw, s2: s2, haveWindow: haveWindow, trackedAtS1: trackedAtS1,
 		began: began, decidedAt: decidedAt, ended: ended, profiles: profiles,
-		mem: mem, trackedAtMem: trackedAtMem,
+		mem: mem, trackedAtMem: trackedAtMem, trackingRSSKiB: trackingRSS,
 		cpu0: cpu0, cpuDecided: cpuDecided, redisCPU: rs2 - rs0,
 		selfCPU: rusageSeconds(selfEnd) - rusageSeconds(selfStart),
 	})

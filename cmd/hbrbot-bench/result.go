@@ -26,6 +26,7 @@ type Result struct {
 	RedisCmdsPerPoll          float64       // all Redis commands (scripts' included) / DescribeTask calls
 	BotCPUSeconds             float64
 	PeakRSSMiB                float64
+	TrackingRSSMiB            float64 // VmRSS while every job is tracked
 	RedisBytesPerTrackedJob   float64
 	RedisStateBytesPerJob     float64 // keys but the audit stream, by MEMORY USAGE
 	Jobs, FinalReports        int
@@ -50,20 +51,22 @@ func (r *Result) Print(w io.Writer) {
 
 // collected is everything run gathered, for collect.
 type collected struct {
-	dir          string
-	reps         []*replica
-	tap          *slackTap
-	proxy        *hbrProxy
-	hbr          *hbrtest.Server
-	slack        *slacktest.Server
-	states       []*cmdState
-	s0, s1, sw   redisSnap
-	s2           redisSnap
-	haveWindow   bool
-	profiles     string // directory of the Go profiles, if any
-	mem          memoryByClass
-	trackedAtMem int
-	trackedAtS1  int
+	dir        string
+	reps       []*replica
+	tap        *slackTap
+	proxy      *hbrProxy
+	hbr        *hbrtest.Server
+	slack      *slacktest.Server
+	states     []*cmdState
+	s0, s1, sw redisSnap
+	s2         redisSnap
+	haveWindow bool
+	profiles   string // directory of the Go profiles, if any
+	mem        memoryByClass
+	// trackingRSSKiB is the largest replica's VmRSS when memory was read.
+	trackingRSSKiB int64
+	trackedAtMem   int
+	trackedAtS1    int
 
 	began, decidedAt, ended time.Time
 	cpu0, cpuDecided        float64
@@ -337,6 +340,10 @@ func collect(o Options, p plan, c collected) *Result {
 	// was forked from (Linux keeps the pre-exec high-water mark): this
 	// bench's own. VmHWM is the bot's alone.
 	r.add("bot_peak_rss", "%.1f MiB VmHWM, largest replica (rusage maxrss %.1f MiB, which may count this bench's RSS at fork)", hwm, maxrss)
+	if c.trackingRSSKiB > 0 {
+		r.TrackingRSSMiB = float64(c.trackingRSSKiB) / 1024
+		r.add("bot_rss_tracking", "%.1f MiB VmRSS, largest replica, with %d jobs tracked (the peak may come from the command burst)", r.TrackingRSSMiB, c.trackedAtMem)
+	}
 	r.add("bot_stop", "max %s, exit codes %s", stopMax.Round(time.Millisecond), strings.Join(exits, ","))
 	r.add("bot_log_lines", "%s", fmtCounts(levels))
 	if len(warnMsgs) > 0 {

@@ -144,6 +144,13 @@ func TestAuditTrail(t *testing.T) {
 	h.command(requester, "i-aaa i-bbb")
 	card := h.awaitCard(1)
 	h.click(approver, card, "hbr_upgrade_approve")
+	// The story has an order only if the approvals do: the second click
+	// waits for the card to show the first.
+	if _, err := h.slack.WaitCalls(h.ctx(), "chat.update", 1, func(c slacktest.Call) bool {
+		return strings.Contains(c.Form.Get("blocks"), "1 of 2")
+	}); err != nil {
+		t.Fatalf("card never showed the first approval: %v", err)
+	}
 	h.click("U0CAROL", card, "hbr_upgrade_approve")
 	h.awaitReports(card, "final", 1)
 	h.awaitUnscheduled()
