@@ -401,6 +401,15 @@ func (s *Store) Batches(ctx context.Context, r hbrbot.Request) ([]hbrbot.Batch, 
 	return s.batches(ctx, keys, true)
 }
 
+// BatchStatuses is Batches without the specs: enough to draw progress.
+func (s *Store) BatchStatuses(ctx context.Context, r hbrbot.Request) ([]hbrbot.Batch, error) {
+	keys := make([]string, len(r.Batches()))
+	for i := range keys {
+		keys[i] = hbrbot.BatchKey(r.ID, i)
+	}
+	return s.batches(ctx, keys, false)
+}
+
 // batches reads the batches named by keys that exist, in order.
 func (s *Store) batches(ctx context.Context, keys []string, withSpec bool) ([]hbrbot.Batch, error) {
 	if len(keys) == 0 {

@@ -1032,6 +1032,9 @@ func TestBatchSpecSplit(t *testing.T) {
 	if err != nil || status.Targets.Len() != 0 || status.Before != nil || status.State != hbrbot.BatchPending || status.Region != "cn-shanghai" {
 		t.Fatalf("BatchStatus = %+v, %v; want the status without the spec", status, err)
 	}
+	if sts, err := s.BatchStatuses(ctx, r); err != nil || len(sts) != 1 || sts[0].Targets.Len() != 0 || sts[0].Key() != key {
+		t.Errorf("BatchStatuses = %+v, %v; want the one batch without its spec", sts, err)
+	}
 	if n, _ := rdb.StrLen(ctx, keyBatch(key)).Result(); n >= 300 {
 		t.Errorf("status document is %d bytes: the IDs went into it", n)
 	}

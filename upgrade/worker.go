@@ -542,7 +542,8 @@ func (s *Service) showProgress(ctx context.Context, l hbrbot.Lease) error {
 		if r, err = s.store.Request(ctx, l.Work.ID); err != nil {
 			return err
 		}
-		batches, err = s.store.Batches(ctx, r)
+		// Progress draws states and percentages: no IDs needed.
+		batches, err = s.store.BatchStatuses(ctx, r)
 		return err
 	}
 	if state == "" {
