@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -31,6 +32,7 @@ func TestSmallPreset(t *testing.T) {
 	var progress bytes.Buffer
 	o.Progress = &progress
 	o.Timeout = 2 * time.Minute // generous for -race on a slow machine
+	o.ProfileDir = t.TempDir()
 	r, err := Run(ctx, o)
 	if err != nil {
 		t.Fatalf("%v\nprogress:\n%s", err, progress.String())
@@ -59,13 +61,31 @@ func TestSmallPreset(t *testing.T) {
 		t.Errorf("resource figures missing: redis/poll %.1f, cpu %.2f s, rss %.1f MiB, redis B/job %.0f",
 			r.RedisCmdsPerPoll, r.BotCPUSeconds, r.PeakRSSMiB, r.RedisBytesPerTrackedJob)
 	}
+	if r.RedisStateBytesPerJob <= 0 || r.TrackingRSSMiB <= 0 {
+		t.Errorf("memory figures missing: redis state B/job %.0f, RSS while tracking %.1f MiB", r.RedisStateBytesPerJob, r.TrackingRSSMiB)
+	}
+	// The profiles of replica 1 (HBRBOT_PPROF), readable by go tool pprof.
+	for _, name := range []string{"commands.cpu.pprof", "commands.trace", "jobs.heap.pprof", "polling.cpu.pprof"} {
+		fi, err := os.Stat(filepath.Join(o.ProfileDir, name))
+		if err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v (size %d)", name, err, sizeOf(fi))
+		}
+	}
 	for _, key := range []string{"ack_latency_p50", "ack_latency_p99", "report_lag_p50", "report_lag_p99",
 		"describe_calls_per_job", "describe_min_per_job", "redis_cmds_per_poll", "bot_cpu_seconds",
-		"bot_peak_rss", "redis_memory_per_tracked_job"} {
+		"bot_peak_rss", "redis_memory_per_tracked_job", "redis_memory_by_key_per_tracked_job",
+		"redis_state_per_tracked_job", "bot_rss_tracking", "profiles"} {
 		if !strings.Contains(out.String(), "\n"+key+": ") && !strings.HasPrefix(out.String(), key+": ") {
 			t.Errorf("output lacks %q", key)
 		}
 	}
+}
+
+func sizeOf(fi os.FileInfo) int64 {
+	if fi == nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 func TestPlanIsSeeded(t *testing.T) {
@@ -153,5 +173,26 @@ func TestFlags(t *testing.T) {
 	code, err = mainErr(context.Background(), []string{"-policy", "sometimes"}, &out, &errOut)
 	if code != 2 || err == nil {
 		t.Errorf("-policy sometimes: code %d, err %v; want 2 and an error", code, err)
+	}
+}
+
+func TestKeyClass(t *testing.T) {
+	for _, tt := range []struct{ key, want string }{
+		{"hbrbot:{h}:batch:r1.0", "batch"},
+		{"hbrbot:{h}:bspec:r1.0", "bspec"},
+		{"hbrbot:{h}:due", "due"},
+		{"hbrbot:{h}:audit", "audit"},
+		{"rate:hbrbot:{h}:ratelimit:hbr", "other"},
+	} {
+		if got := keyClass(tt.key); got != tt.want {
+			t.Errorf("keyClass(%q) = %q, want %q", tt.key, got, tt.want)
+		}
+	}
+	m := memoryByClass{bytes: map[string]int64{"audit": 3000, "batch": 1000}, keys: map[string]int{"audit": 1, "batch": 2}}
+	if got := m.total("audit"); got != 1000 {
+		t.Errorf("total without audit = %d, want 1000", got)
+	}
+	if got, want := m.perJob(2), "audit 1500 B (1 keys), batch 500 B (2 keys)"; got != want {
+		t.Errorf("perJob = %q, want %q", got, want)
 	}
 }
