@@ -1093,3 +1093,58 @@ func TestBatchSpecSplit(t *testing.T) {
 		t.Errorf("old document after its save: Batch = %+v, %v", got, err)
 	}
 }
+
+// TestRequestDocCache: a request read again comes from the decoded document
+// this replica kept, with every changing field read fresh; what a caller
+// does to its copy stays with it; an expired request is gone.
+func TestRequestDocCache(t *testing.T) {
+	s, rdb := newStore(t)
+	ctx := testCtx(t)
+	t0 := base()
+	r := newRequest("rcache", "C0OPS", t0, 3)
+	r.Preflight = []hbrbot.ClientInfo{{ClientID: "c-1", InstanceID: "i-rcache-000", Version: "2.4.0"}}
+	mustCreate(t, ctx, s, r)
+
+	first, err := s.Request(ctx, r.ID)
+	if err != nil || first.State != hbrbot.RequestPending {
+		t.Fatalf("Request = %v, %v", first.State, err)
+	}
+	first.Spec.Targets.InstanceIDs[0] = "i-changed"
+	first.Preflight[0].Version = "9.9.9"
+	first.Spec.CrossAccount.RoleName = "changed"
+
+	if err := s.SetCardTS(ctx, r.ID, "1700000000.000100"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Decide(ctx, r.ID, approve(r, "U0BOB", t0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetProgress(ctx, r.ID, hbrbot.ReportPosted, "1700000000.000300", t0); err != nil {
+		t.Fatal(err)
+	}
+	hook := &countingHook{}
+	rdb.AddHook(hook)
+	got, err := s.Request(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := hook.n.Load(); n != 1 {
+		t.Errorf("a cached read sent %d commands, want 1 (HMGET)", n)
+	}
+	if got.State != hbrbot.RequestApproved || got.DecidedBy != "U0BOB" || !got.DecidedAt.Equal(t0) ||
+		got.CardTS != "1700000000.000100" || got.ProgressState != hbrbot.ReportPosted || !got.ProgressAt.Equal(t0) ||
+		!slices.Equal(got.Approvals, []string{"U0BOB"}) {
+		t.Errorf("cached read lacks the changes: %+v", got)
+	}
+	if got.Spec.Targets.InstanceIDs[0] != r.Spec.Targets.InstanceIDs[0] || got.Preflight[0].Version != "2.4.0" ||
+		got.Spec.CrossAccount.RoleName != "hbrcrossrole" {
+		t.Errorf("a caller's change reached the cache: %v %v %v", got.Spec.Targets.InstanceIDs[0], got.Preflight[0].Version, got.Spec.CrossAccount.RoleName)
+	}
+
+	if err := rdb.Del(ctx, keyRequest(r.ID)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Request(ctx, r.ID); !errors.Is(err, hbrbot.ErrNotFound) {
+		t.Errorf("expired request: err = %v, want ErrNotFound", err)
+	}
+}
