@@ -19,10 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,78 +36,13 @@ const Retention = 7 * 24 * time.Hour
 
 // Store is hbrbot's state in one Redis (or Sentinel group, or Cluster).
 type Store struct {
-	rdb  redis.UniversalClient
-	now  func() time.Time
-	docs requestDocs
+	rdb redis.UniversalClient
+	now func() time.Time
 }
 
 // New wraps a connected client.
 func New(rdb redis.UniversalClient) *Store {
-	return &Store{rdb: rdb, now: time.Now, docs: requestDocs{byID: map[string]hbrbot.Request{}}}
-}
-
-// requestDocs caches decoded request documents. A document never changes
-// once stored (decisions, the card, approvals and progress are hash fields
-// of their own), and one of 10,000 IDs takes milliseconds to decode: the
-// progress redraws of a request of 100 jobs read it again and again. A hit
-// reads only the other fields.
-type requestDocs struct {
-	mu    sync.Mutex
-	byID  map[string]hbrbot.Request
-	order []string // oldest first
-}
-
-// requestDocsCap bounds the cache: a request of 10,000 IDs is about 1 MB
-// decoded.
-const requestDocsCap = 32
-
-func (c *requestDocs) get(id string) (hbrbot.Request, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, ok := c.byID[id]
-	if !ok {
-		return hbrbot.Request{}, false
-	}
-	return cloneRequest(r), true
-}
-
-// cloneRequest copies what a caller could change in place: the cache and
-// its callers never share a slice.
-func cloneRequest(r hbrbot.Request) hbrbot.Request {
-	r.Spec.Targets.InstanceIDs = slices.Clone(r.Spec.Targets.InstanceIDs)
-	r.Spec.Targets.ClientIDs = slices.Clone(r.Spec.Targets.ClientIDs)
-	if r.Spec.CrossAccount != nil {
-		ca := *r.Spec.CrossAccount
-		r.Spec.CrossAccount = &ca
-	}
-	r.Approvals = slices.Clone(r.Approvals)
-	r.Preflight = slices.Clone(r.Preflight)
-	r.Skipped = slices.Clone(r.Skipped)
-	return r
-}
-
-func (c *requestDocs) put(id string, r hbrbot.Request) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.byID[id]; ok {
-		return
-	}
-	if len(c.order) >= requestDocsCap {
-		delete(c.byID, c.order[0])
-		c.order = c.order[1:]
-	}
-	c.byID[id] = cloneRequest(r)
-	c.order = append(c.order, id)
-}
-
-func (c *requestDocs) drop(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.byID[id]; !ok {
-		return
-	}
-	delete(c.byID, id)
-	c.order = slices.DeleteFunc(c.order, func(x string) bool { return x == id })
+	return &Store{rdb: rdb, now: time.Now}
 }
 
 func key(parts ...string) string {
@@ -236,39 +169,13 @@ func (s *Store) Progress(ctx context.Context, id string) (hbrbot.ReportState, ti
 	return hbrbot.ReportState(state), at, nil
 }
 
-// requestFieldNames are a request's hash fields besides its document.
-var requestFieldNames = []string{"state", "card_ts", "decided_by", "decided_at", "approvals",
-	"progress_ts", "progress_state", "progress_at"}
-
 // Request reads a request.
 func (s *Store) Request(ctx context.Context, id string) (hbrbot.Request, error) {
-	if r, ok := s.docs.get(id); ok {
-		vals, err := s.rdb.HMGet(ctx, keyRequest(id), requestFieldNames...).Result()
-		if err != nil {
-			return hbrbot.Request{}, fmt.Errorf("read request %s: %w", id, err)
-		}
-		fields := make(map[string]string, len(vals))
-		for i, v := range vals {
-			if v, ok := v.(string); ok {
-				fields[requestFieldNames[i]] = v
-			}
-		}
-		if fields["state"] == "" { // expired since
-			s.docs.drop(id)
-			return hbrbot.Request{}, fmt.Errorf("request %s: %w", id, hbrbot.ErrNotFound)
-		}
-		applyRequestFields(&r, fields)
-		return r, nil
-	}
 	vals, err := s.rdb.HGetAll(ctx, keyRequest(id)).Result()
 	if err != nil {
 		return hbrbot.Request{}, fmt.Errorf("read request %s: %w", id, err)
 	}
-	r, err := decodeRequest(id, vals)
-	if err == nil {
-		s.docs.put(id, r)
-	}
-	return r, err
+	return decodeRequest(id, vals)
 }
 
 func decodeRequest(id string, vals map[string]string) (hbrbot.Request, error) {
@@ -279,13 +186,6 @@ func decodeRequest(id string, vals map[string]string) (hbrbot.Request, error) {
 	if err := json.Unmarshal([]byte(vals["doc"]), &r); err != nil {
 		return hbrbot.Request{}, fmt.Errorf("decode request %s: %w", id, err)
 	}
-	applyRequestFields(&r, vals)
-	return r, nil
-}
-
-// applyRequestFields sets what changes after a request is stored from its
-// hash fields, every one of them (a cached document may hold older values).
-func applyRequestFields(r *hbrbot.Request, vals map[string]string) {
 	r.State = hbrbot.RequestState(vals["state"])
 	r.CardTS = vals["card_ts"]
 	r.DecidedBy = vals["decided_by"]
@@ -294,13 +194,13 @@ func applyRequestFields(r *hbrbot.Request, vals map[string]string) {
 		r.Approvals = strings.Split(a, ",")
 	}
 	r.ProgressTS, r.ProgressState = vals["progress_ts"], hbrbot.ReportState(vals["progress_state"])
-	r.ProgressAt, r.DecidedAt = time.Time{}, time.Time{}
 	if v, err := strconv.ParseInt(vals["progress_at"], 10, 64); err == nil {
 		r.ProgressAt = time.UnixMilli(v)
 	}
 	if v, err := strconv.ParseInt(vals["decided_at"], 10, 64); err == nil {
 		r.DecidedAt = time.UnixMilli(v)
 	}
+	return r, nil
 }
 
 // decideScript moves a pending request to its decision, once. An approval
