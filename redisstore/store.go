@@ -401,13 +401,23 @@ func (s *Store) Batches(ctx context.Context, r hbrbot.Request) ([]hbrbot.Batch, 
 	return s.batches(ctx, keys, true)
 }
 
-// BatchStatuses is Batches without the specs: enough to draw progress.
-func (s *Store) BatchStatuses(ctx context.Context, r hbrbot.Request) ([]hbrbot.Batch, error) {
-	keys := make([]string, len(r.Batches()))
-	for i := range keys {
-		keys[i] = hbrbot.BatchKey(r.ID, i)
+// BatchStatuses reads the statuses (no specs) of request id's batches,
+// without the request: its first batch says how many there are. Enough to
+// draw progress. None when the request was never approved.
+func (s *Store) BatchStatuses(ctx context.Context, id string) ([]hbrbot.Batch, error) {
+	first, err := s.batches(ctx, []string{hbrbot.BatchKey(id, 0)}, false)
+	if err != nil || len(first) == 0 {
+		return nil, err
 	}
-	return s.batches(ctx, keys, false)
+	keys := make([]string, 0, first[0].Of)
+	for i := 1; i < first[0].Of; i++ {
+		keys = append(keys, hbrbot.BatchKey(id, i))
+	}
+	rest, err := s.batches(ctx, keys, false)
+	if err != nil {
+		return nil, err
+	}
+	return append(first, rest...), nil
 }
 
 // batches reads the batches named by keys that exist, in order.

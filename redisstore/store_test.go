@@ -1032,7 +1032,7 @@ func TestBatchSpecSplit(t *testing.T) {
 	if err != nil || status.Targets.Len() != 0 || status.Before != nil || status.State != hbrbot.BatchPending || status.Region != "cn-shanghai" {
 		t.Fatalf("BatchStatus = %+v, %v; want the status without the spec", status, err)
 	}
-	if sts, err := s.BatchStatuses(ctx, r); err != nil || len(sts) != 1 || sts[0].Targets.Len() != 0 || sts[0].Key() != key {
+	if sts, err := s.BatchStatuses(ctx, r.ID); err != nil || len(sts) != 1 || sts[0].Targets.Len() != 0 || sts[0].Key() != key {
 		t.Errorf("BatchStatuses = %+v, %v; want the one batch without its spec", sts, err)
 	}
 	if n, _ := rdb.StrLen(ctx, keyBatch(key)).Result(); n >= 300 {
@@ -1091,5 +1091,30 @@ func TestBatchSpecSplit(t *testing.T) {
 	}
 	if got, err := s.Batch(ctx, old.Key()); err != nil || !slices.Equal(got.Targets.All(), want.Targets.All()) {
 		t.Errorf("old document after its save: Batch = %+v, %v", got, err)
+	}
+}
+
+// TestBatchStatusesWithoutRequest: a request's batch statuses come from its
+// first batch's count, without reading the request; none before approval.
+func TestBatchStatusesWithoutRequest(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := testCtx(t)
+	t0 := base()
+	r := newRequest("rthree", "C0OPS", t0, 250) // 251 IDs: three batches
+	mustCreate(t, ctx, s, r)
+	if sts, err := s.BatchStatuses(ctx, r.ID); err != nil || len(sts) != 0 {
+		t.Fatalf("before approval: BatchStatuses = %d, %v; want none", len(sts), err)
+	}
+	if _, _, err := s.Decide(ctx, r.ID, approve(r, "U0BOB", t0)); err != nil {
+		t.Fatal(err)
+	}
+	sts, err := s.BatchStatuses(ctx, r.ID)
+	if err != nil || len(sts) != 3 {
+		t.Fatalf("BatchStatuses = %d, %v; want 3", len(sts), err)
+	}
+	for i, b := range sts {
+		if b.Index != i || b.Of != 3 || b.Targets.Len() != 0 || b.State != hbrbot.BatchPending {
+			t.Errorf("status %d = index %d of %d, %d targets, %s", i, b.Index, b.Of, b.Targets.Len(), b.State)
+		}
 	}
 }

@@ -44,8 +44,9 @@ type Store interface {
 	// BatchStatus is Batch without the spec (Targets and Before): what a
 	// poll needs. Saving such a batch keeps the stored spec.
 	BatchStatus(ctx context.Context, key string) (hbrbot.Batch, error)
-	// BatchStatuses is Batches without the specs.
-	BatchStatuses(ctx context.Context, r hbrbot.Request) ([]hbrbot.Batch, error)
+	// BatchStatuses reads the statuses of a request's batches, without
+	// the request and without the specs.
+	BatchStatuses(ctx context.Context, requestID string) ([]hbrbot.Batch, error)
 }
 
 // Budget spaces out calls that may be skipped or delayed (progress
