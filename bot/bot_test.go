@@ -1,0 +1,86 @@
+package bot
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// signalHandler sends each log message on a channel.
+type signalHandler struct{ msgs chan string }
+
+func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
+	h.msgs <- r.Message
+	return nil
+}
+func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h signalHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestSpawnBoundsWork: work behind acks runs at most maxHandlers at a time,
+// and waiting work runs when a slot frees.
+func TestSpawnBoundsWork(t *testing.T) {
+	b := &Bot{log: slog.New(slog.DiscardHandler), handlers: make(chan struct{}, 2)}
+	release := make(chan struct{})
+	started := make(chan struct{}, 3)
+	var running, peak, done atomic.Int32
+	work := func(context.Context) {
+		n := running.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		started <- struct{}{}
+		<-release
+		running.Add(-1)
+		done.Add(1)
+	}
+	for range 3 {
+		b.spawn(context.Background(), work)
+	}
+	<-started
+	<-started
+	release <- struct{}{} // one ends: the third takes its slot
+	<-started
+	close(release)
+	b.inflight.Wait()
+	if p, d := peak.Load(), done.Load(); p != 2 || d != 3 {
+		t.Errorf("peak concurrency %d, finished %d; want 2 and 3", p, d)
+	}
+}
+
+// TestSpawnDropsWaitingWorkOnStop: work still waiting for a turn when the
+// bot stops is dropped (and logged), never started.
+func TestSpawnDropsWaitingWorkOnStop(t *testing.T) {
+	logs := signalHandler{msgs: make(chan string, 10)}
+	b := &Bot{log: slog.New(logs), handlers: make(chan struct{}, 1)}
+	ctx, stop := context.WithCancel(context.Background())
+	hold, held := make(chan struct{}), make(chan struct{})
+	b.spawn(ctx, func(context.Context) { close(held); <-hold })
+	<-held
+	var ran atomic.Bool
+	b.spawn(ctx, func(context.Context) { ran.Store(true) })
+	stop()
+	if msg := <-logs.msgs; !strings.Contains(msg, "dropped before its turn") {
+		t.Errorf("log %q, want the drop", msg)
+	}
+	close(hold)
+	b.inflight.Wait()
+	if ran.Load() {
+		t.Error("work waiting for its turn ran after the bot stopped")
+	}
+}
+
+// TestTakeTurnPrefersAFreeSlot: with a slot free, a stopped bot still runs
+// the work it acked.
+func TestTakeTurnPrefersAFreeSlot(t *testing.T) {
+	b := &Bot{log: slog.New(slog.DiscardHandler), handlers: make(chan struct{}, 1)}
+	ctx, stop := context.WithCancel(context.Background())
+	stop()
+	for range 20 { // a select would pick at random between two ready cases
+		if !b.takeTurn(ctx) {
+			t.Fatal("takeTurn refused a free slot because the bot stopped")
+		}
+		<-b.handlers
+	}
+}
