@@ -354,11 +354,13 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 	task, err := s.hbr.DescribeTask(ctx, b.Region, b.TaskID)
 	b.Polls++
 	now := s.now()
+	finalStatus, final := task.Final()
+	final = final && err == nil
 	// The trail holds the first look, failed looks and the one that saw
 	// the end; the looks in between say only "still running" (their count
 	// is in job_finished). Recording each of them cost a Redis write and
 	// about 300 bytes of stream per poll.
-	if _, final := task.Final(); b.Polls == 1 || err != nil || final {
+	if b.Polls == 1 || err != nil || final {
 		fields := map[string]string{"action": "DescribeTask", "batch": b.Key(), "task_id": b.TaskID,
 			"hbr_request_id": task.RequestID, "error_code": hbrbot.ErrorCode(err), "poll": fmt.Sprint(b.Polls)}
 		if err == nil {
@@ -376,15 +378,14 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 		return s.nextPoll(*b, now), nil
 	}
 	b.Progress = task.Progress
-	_, final := task.Final()
 	if final || !now.Before(b.Deadline) {
 		// The job ended (or timed out): the rest needs the IDs.
 		if err := s.withSpec(ctx, b); err != nil {
 			return time.Time{}, err
 		}
 	}
-	if final, ok := task.Final(); ok {
-		b.State, b.Final, b.Ended = hbrbot.BatchFinished, final, now
+	if final {
+		b.State, b.Final, b.Ended = hbrbot.BatchFinished, finalStatus, now
 		results, err := hbrbot.ParseTaskResult(task.Result)
 		if err != nil {
 			log.WarnContext(ctx, "unreadable task result; the job's status decides", "err", err)
