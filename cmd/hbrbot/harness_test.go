@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,8 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/hbrbot/hbrbot"
 	"github.com/hbrbot/hbrbot/hbrtest"
 	"github.com/hbrbot/hbrbot/internal/redistest"
+	"github.com/hbrbot/hbrbot/redisstore"
 	"github.com/hbrbot/hbrbot/slacktest"
 )
 
@@ -249,6 +254,31 @@ func (h *harness) ackPayload(envelopeID string) string {
 
 // text is everything a message says: its text and its blocks.
 func text(m slacktest.Message) string { return m.Text + "\n" + string(m.Blocks) }
+
+// awaitAudit waits until the audit stream holds a record of event for
+// requestID (XREAD BLOCK: an event, not a poll).
+func (h *harness) awaitAudit(event, requestID string) {
+	h.t.Helper()
+	ctx := h.ctx()
+	rdb := h.redis.Client()
+	last := "0"
+	for {
+		streams, err := rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{redisstore.Prefix + "audit", last}, Block: time.Second}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			h.t.Fatalf("no audit record %s of %s: %v\nlogs:\n%s", event, requestID, err, h.logs)
+		}
+		for _, st := range streams {
+			for _, m := range st.Messages {
+				last = m.ID
+				var rec hbrbot.AuditRecord
+				raw, _ := m.Values["record"].(string)
+				if json.Unmarshal([]byte(raw), &rec) == nil && rec.Event == event && rec.RequestID == requestID {
+					return
+				}
+			}
+		}
+	}
+}
 
 // awaitLog waits for the bot to log a line containing substr.
 func (h *harness) awaitLog(substr string) {
