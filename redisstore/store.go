@@ -368,7 +368,17 @@ func decodeBatch(key string, status, spec []byte) (hbrbot.Batch, error) {
 
 // Batch reads a batch, spec included.
 func (s *Store) Batch(ctx context.Context, key string) (hbrbot.Batch, error) {
-	bs, err := s.batches(ctx, []string{key}, true)
+	return s.batch(ctx, key, true)
+}
+
+// BatchStatus reads a batch without its spec: no Targets, no Before.
+// Saving it keeps the stored spec; LoadSpec adds it.
+func (s *Store) BatchStatus(ctx context.Context, key string) (hbrbot.Batch, error) {
+	return s.batch(ctx, key, false)
+}
+
+func (s *Store) batch(ctx context.Context, key string, withSpec bool) (hbrbot.Batch, error) {
+	bs, err := s.batches(ctx, []string{key}, withSpec)
 	if err != nil {
 		return hbrbot.Batch{}, err
 	}
@@ -378,17 +388,28 @@ func (s *Store) Batch(ctx context.Context, key string) (hbrbot.Batch, error) {
 	return bs[0], nil
 }
 
-// BatchStatus reads a batch without its spec: no Targets, no Before.
-// Saving it keeps the stored spec.
-func (s *Store) BatchStatus(ctx context.Context, key string) (hbrbot.Batch, error) {
-	bs, err := s.batches(ctx, []string{key}, false)
+// LoadSpec adds b's spec (Targets and Before) to a batch read with
+// BatchStatus, reading the spec alone. A batch stored whole by an older
+// version carries its spec already.
+func (s *Store) LoadSpec(ctx context.Context, b *hbrbot.Batch) error {
+	if b.Targets.Len() > 0 {
+		return nil
+	}
+	raw, err := s.rdb.Get(ctx, keyBatchSpec(b.Key())).Bytes()
+	if errors.Is(err, redis.Nil) {
+		// Written with the status and expiring with it: its absence is
+		// damage to report, not a batch that ended.
+		return fmt.Errorf("batch %s has a status but no spec", b.Key())
+	}
 	if err != nil {
-		return hbrbot.Batch{}, err
+		return fmt.Errorf("read batch spec %s: %w", b.Key(), err)
 	}
-	if len(bs) == 0 {
-		return hbrbot.Batch{}, fmt.Errorf("batch %s: %w", key, hbrbot.ErrNotFound)
+	var sp batchSpec
+	if err := json.Unmarshal(raw, &sp); err != nil {
+		return fmt.Errorf("decode batch spec %s: %w", b.Key(), err)
 	}
-	return bs[0], nil
+	b.Targets, b.Before = sp.Targets, sp.Before
+	return nil
 }
 
 // Batches reads the batches of request r that exist, specs included, in

@@ -1032,6 +1032,10 @@ func TestBatchSpecSplit(t *testing.T) {
 	if err != nil || status.Targets.Len() != 0 || status.Before != nil || status.State != hbrbot.BatchPending || status.Region != "cn-shanghai" {
 		t.Fatalf("BatchStatus = %+v, %v; want the status without the spec", status, err)
 	}
+	loaded := status
+	if err := s.LoadSpec(ctx, &loaded); err != nil || !slices.Equal(loaded.Targets.All(), want.Targets.All()) || len(loaded.Before) != 1 {
+		t.Errorf("LoadSpec = %+v, %v; want the targets and look-up", loaded, err)
+	}
 	if sts, err := s.BatchStatuses(ctx, r.ID); err != nil || len(sts) != 1 || sts[0].Targets.Len() != 0 || sts[0].Key() != key {
 		t.Errorf("BatchStatuses = %+v, %v; want the one batch without its spec", sts, err)
 	}
@@ -1076,6 +1080,9 @@ func TestBatchSpecSplit(t *testing.T) {
 	got, err := s.BatchStatus(ctx, old.Key())
 	if err != nil || !slices.Equal(got.Targets.All(), want.Targets.All()) {
 		t.Fatalf("old whole document: BatchStatus = %+v, %v; want its targets", got, err)
+	}
+	if err := s.LoadSpec(ctx, &got); err != nil {
+		t.Errorf("LoadSpec of an old whole document (no spec key): %v", err)
 	}
 	var l7 hbrbot.Lease
 	for _, l := range claim(t, ctx, s, t0.Add(time.Hour), 10, time.Minute) {

@@ -42,8 +42,10 @@ type Store interface {
 	SetProgress(ctx context.Context, id string, state hbrbot.ReportState, ts string, at time.Time) error
 	Progress(ctx context.Context, id string) (hbrbot.ReportState, time.Time, error)
 	// BatchStatus is Batch without the spec (Targets and Before): what a
-	// poll needs. Saving such a batch keeps the stored spec.
+	// poll needs. Saving such a batch keeps the stored spec; LoadSpec
+	// adds it.
 	BatchStatus(ctx context.Context, key string) (hbrbot.Batch, error)
+	LoadSpec(ctx context.Context, b *hbrbot.Batch) error
 	// BatchStatuses reads the statuses of a request's batches, without
 	// the request and without the specs.
 	BatchStatuses(ctx context.Context, requestID string) ([]hbrbot.Batch, error)

@@ -180,11 +180,11 @@ func (s *Service) syncCardNow(ctx context.Context, l hbrbot.Lease) error {
 //     (each reply carries the batch key in its metadata) before posting.
 func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *slog.Logger) error {
 	// Most steps are polls of a running job whose start was reported: they
-	// need the batch's status, not the IDs it names (withSpec reads them
-	// when a step turns out to need them).
+	// need the batch's status, not the IDs it names (LoadSpec reads them
+	// for the steps that need them).
 	b, err := s.store.BatchStatus(ctx, l.Work.ID)
 	if err == nil && (b.State != hbrbot.BatchRunning || b.Reported[hbrbot.ReportStarted] != hbrbot.ReportPosted) {
-		b, err = s.store.Batch(ctx, l.Work.ID)
+		err = s.store.LoadSpec(ctx, &b)
 	}
 	if errors.Is(err, hbrbot.ErrNotFound) {
 		return s.store.Reschedule(ctx, l, time.Time{})
@@ -254,7 +254,7 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 				return err
 			}
 		case hbrbot.BatchFinished:
-			if err := s.withSpec(ctx, &b); err != nil { // a poll may have ended it without
+			if err := s.store.LoadSpec(ctx, &b); err != nil { // a poll may have ended it without
 				return err
 			}
 			if b.TaskID != "" {
@@ -270,12 +270,13 @@ func (s *Service) advanceBatch(ctx, stop context.Context, l hbrbot.Lease, log *s
 					return err
 				}
 			}
-			log.InfoContext(ctx, "batch reported", "task", b.TaskID, "final", b.Final)
 			duration, lag := time.Duration(0), time.Duration(-1)
 			if !b.Ended.IsZero() {
 				duration, lag = b.Ended.Sub(b.Started), s.now().Sub(b.Ended)
 			}
 			s.opts.Observer.JobFinished(string(b.Final), duration, lag)
+			// Logged once the metrics count it: the line marks the job done.
+			log.InfoContext(ctx, "batch reported", "task", b.TaskID, "final", b.Final)
 			s.audit(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditJobFinished, RequestID: b.RequestID, Actor: "hbrbot",
 				Channel: b.ChannelID, Fields: outcomeFields(b)})
 			s.scheduleProgress(ctx, b.RequestID, s.now()) // its last redraw
@@ -380,7 +381,7 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 	b.Progress = task.Progress
 	if final || !now.Before(b.Deadline) {
 		// The job ended (or timed out): the rest needs the IDs.
-		if err := s.withSpec(ctx, b); err != nil {
+		if err := s.store.LoadSpec(ctx, b); err != nil {
 			return time.Time{}, err
 		}
 	}
@@ -400,19 +401,6 @@ func (s *Service) poll(ctx context.Context, b *hbrbot.Batch, log *slog.Logger) (
 		return time.Time{}, nil
 	}
 	return s.nextPoll(*b, now), nil
-}
-
-// withSpec fills in b's Targets and Before when it was read without them.
-func (s *Service) withSpec(ctx context.Context, b *hbrbot.Batch) error {
-	if b.Targets.Len() > 0 {
-		return nil
-	}
-	full, err := s.store.Batch(ctx, b.Key())
-	if err != nil {
-		return err
-	}
-	b.Targets, b.Before = full.Targets, full.Before
-	return nil
 }
 
 // nextPoll says when to ask about b again: one interval on, or with the

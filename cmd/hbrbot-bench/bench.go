@@ -252,44 +252,22 @@ func readRedis(ctx context.Context, rdb *redis.Client) (redisSnap, error) {
 
 // Run builds the bot (unless Options.Bot is set) and runs one bench.
 func Run(ctx context.Context, o Options) (*Result, error) {
-	if err := o.validate(); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "hbrbot-bench-*")
+	o, dir, cleanup, err := prepare(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	if !o.KeepDir {
-		defer os.RemoveAll(dir)
-	}
-	if o.Bot == "" {
-		progress(o, "building ./cmd/hbrbot")
-		if o.Bot, err = buildBot(ctx, dir); err != nil {
-			return nil, err
-		}
-	}
+	defer cleanup()
 	return run(ctx, o, dir)
 }
 
 // Compare runs the same seeded jobs with the fixed and the adaptive poll
 // policy, one after the other, each against fresh fakes and a fresh Redis.
 func Compare(ctx context.Context, o Options) ([]*Result, error) {
-	if err := o.validate(); err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "hbrbot-bench-*")
+	o, dir, cleanup, err := prepare(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	if !o.KeepDir {
-		defer os.RemoveAll(dir)
-	}
-	if o.Bot == "" {
-		progress(o, "building ./cmd/hbrbot")
-		if o.Bot, err = buildBot(ctx, dir); err != nil {
-			return nil, err
-		}
-	}
+	defer cleanup()
 	var out []*Result
 	for _, policy := range []string{"fixed", "adaptive"} {
 		po := o
@@ -309,6 +287,31 @@ func Compare(ctx context.Context, o Options) ([]*Result, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// prepare validates o, makes the work directory and builds the bot into
+// it unless o names one. cleanup removes the directory (kept with KeepDir).
+func prepare(ctx context.Context, o Options) (Options, string, func(), error) {
+	if err := o.validate(); err != nil {
+		return o, "", nil, err
+	}
+	dir, err := os.MkdirTemp("", "hbrbot-bench-*")
+	if err != nil {
+		return o, "", nil, err
+	}
+	cleanup := func() {
+		if !o.KeepDir {
+			os.RemoveAll(dir)
+		}
+	}
+	if o.Bot == "" {
+		progress(o, "building ./cmd/hbrbot")
+		if o.Bot, err = buildBot(ctx, dir); err != nil {
+			cleanup()
+			return o, "", nil, err
+		}
+	}
+	return o, dir, cleanup, nil
 }
 
 func progress(o Options, format string, args ...any) {

@@ -196,3 +196,23 @@ func TestKeyClass(t *testing.T) {
 		t.Errorf("perJob = %q, want %q", got, want)
 	}
 }
+
+func TestLogCounts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bot.log")
+	log := `{"time":"t","level":"INFO","msg":"audit","event":"x"}
+{"time":"t","level":"WARN","msg":"preflight look-up failed","err":"e"}
+{"time":"t","level":"WARN","msg":"preflight look-up failed"}
+{"time":"t","level":"ERROR","msg":"store request"}
+not json at all
+`
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	levels, problems := logCounts(path)
+	if levels["INFO"] != 1 || levels["WARN"] != 2 || levels["ERROR"] != 1 || len(levels) != 3 {
+		t.Errorf("levels = %v", levels)
+	}
+	if problems["WARN preflight look-up failed"] != 2 || problems["ERROR store request"] != 1 || len(problems) != 2 {
+		t.Errorf("problems = %v", problems)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -29,24 +30,43 @@ type memoryByClass struct {
 
 func readMemoryByClass(ctx context.Context, rdb *redis.Client) (memoryByClass, error) {
 	m := memoryByClass{bytes: map[string]int64{}, keys: map[string]int{}}
+	var keys []string
 	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
 	for iter.Next(ctx) {
-		k := iter.Val()
-		// SAMPLES 0: every element of a collection (the audit stream, the
-		// schedule), not an estimate from five.
-		n, err := rdb.MemoryUsage(ctx, k, 0).Result()
-		if err == redis.Nil {
-			continue // expired since SCAN
-		}
-		if err != nil {
-			return m, fmt.Errorf("MEMORY USAGE %s: %w", k, err)
-		}
-		c := keyClass(k)
-		m.bytes[c] += n
-		m.keys[c]++
+		keys = append(keys, iter.Val())
 	}
 	if err := iter.Err(); err != nil {
 		return m, fmt.Errorf("SCAN: %w", err)
+	}
+	// One round trip per thousand keys, not per key: 20,000 keys at 10,000
+	// jobs.
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), 1000)]
+		keys = keys[len(chunk):]
+		cmds := make([]*redis.IntCmd, len(chunk))
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range chunk {
+				// SAMPLES 0: every element of a collection (the audit
+				// stream, the schedule), not an estimate from five.
+				cmds[i] = p.MemoryUsage(ctx, k, 0)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return m, fmt.Errorf("MEMORY USAGE: %w", err)
+		}
+		for i, k := range chunk {
+			n, err := cmds[i].Result()
+			if errors.Is(err, redis.Nil) {
+				continue // expired since SCAN
+			}
+			if err != nil {
+				return m, fmt.Errorf("MEMORY USAGE %s: %w", k, err)
+			}
+			c := keyClass(k)
+			m.bytes[c] += n
+			m.keys[c]++
+		}
 	}
 	return m, nil
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hbrbot/hbrbot/internal/redisproc"
 )
 
 // moduleRoot is the directory of the go.mod that holds ./cmd/hbrbot.
@@ -75,57 +77,15 @@ func startRedis(ctx context.Context, dir string) (*redisProc, error) {
 		if err != nil {
 			return nil, err
 		}
-		_, port, _ := net.SplitHostPort(addr)
-		r, err := runRedis(ctx, path, dir, port)
+		_, portText, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(portText)
+		cmd, err := redisproc.Start(ctx, path, dir, port, "--appendfsync", "everysec")
 		if err == nil {
-			r.Addr = addr
-			return r, nil
+			return &redisProc{Addr: addr, cmd: cmd}, nil
 		}
 		lastErr = err
 	}
 	return nil, fmt.Errorf("start redis-server: %w", lastErr)
-}
-
-func runRedis(ctx context.Context, path, dir, port string) (*redisProc, error) {
-	cmd := exec.Command(path, "--port", port, "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	ready := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		var log []string
-		for sc.Scan() {
-			line := sc.Text()
-			log = append(log, line)
-			if strings.Contains(line, "Ready to accept connections") {
-				ready <- nil
-				for sc.Scan() { // drain so the server never blocks on stdout
-				}
-				return
-			}
-		}
-		ready <- fmt.Errorf("redis-server exited: %s", strings.Join(log, "\n"))
-	}()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	select {
-	case err := <-ready:
-		if err != nil {
-			_ = cmd.Wait()
-			return nil, err
-		}
-		return &redisProc{cmd: cmd}, nil
-	case <-ctx.Done():
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("redis-server not ready: %w", ctx.Err())
-	}
 }
 
 // cpuSeconds is the process's user+system CPU time so far, from /proc.
@@ -294,53 +254,43 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// logLevels counts the bot's JSON log lines by level.
-func logLevels(path string) map[string]int {
-	out := map[string]int{}
+// logCounts reads the bot's JSON log once: lines by level, and the "msg"
+// of WARN and ERROR lines as "LEVEL msg".
+func logCounts(path string) (levels, problems map[string]int) {
+	levels, problems = map[string]int{}, map[string]int{}
 	f, err := os.Open(path)
 	if err != nil {
-		return out
+		return levels, problems
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		i := strings.Index(line, `"level":"`)
-		if i < 0 {
+		level := jsonField(line, "level")
+		if level == "" {
 			continue
 		}
-		rest := line[i+len(`"level":"`):]
-		if j := strings.IndexByte(rest, '"'); j > 0 {
-			out[rest[:j]]++
+		levels[level]++
+		if level == "WARN" || level == "ERROR" {
+			if msg := jsonField(line, "msg"); msg != "" {
+				problems[level+" "+msg]++
+			}
 		}
 	}
-	return out
+	return levels, problems
 }
 
-// logMessages counts the "msg" of the bot's log lines at level.
-func logMessages(path, level string) map[string]int {
-	out := map[string]int{}
-	f, err := os.Open(path)
-	if err != nil {
-		return out
+// jsonField is the string value of "key" in a flat JSON log line, without
+// decoding it: the logs run to millions of lines.
+func jsonField(line, key string) string {
+	i := strings.Index(line, `"`+key+`":"`)
+	if i < 0 {
+		return ""
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.Contains(line, `"level":"`+level+`"`) {
-			continue
-		}
-		i := strings.Index(line, `"msg":"`)
-		if i < 0 {
-			continue
-		}
-		rest := line[i+len(`"msg":"`):]
-		if j := strings.IndexByte(rest, '"'); j > 0 {
-			out[rest[:j]]++
-		}
+	rest := line[i+len(key)+4:]
+	if j := strings.IndexByte(rest, '"'); j > 0 {
+		return rest[:j]
 	}
-	return out
+	return ""
 }

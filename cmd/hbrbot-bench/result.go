@@ -321,13 +321,12 @@ func collect(o Options, p plan, c collected) *Result {
 		if rep.exitCode != 0 {
 			r.Problems = append(r.Problems, fmt.Sprintf("replica %d exited %d after SIGTERM", rep.n, rep.exitCode))
 		}
-		for k, v := range logLevels(rep.logPath) {
+		lv, problems := logCounts(rep.logPath)
+		for k, v := range lv {
 			levels[k] += v
 		}
-		for _, lvl := range []string{"WARN", "ERROR"} {
-			for k, v := range logMessages(rep.logPath, lvl) {
-				warnMsgs[lvl+" "+k] += v
-			}
+		for k, v := range problems {
+			warnMsgs[k] += v
 		}
 	}
 	if stopMax > 10*time.Second {

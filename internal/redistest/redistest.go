@@ -10,7 +10,6 @@
 package redistest
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hbrbot/hbrbot/internal/redisproc"
 )
 
 // Server is a Redis server for one test.
@@ -147,44 +148,15 @@ func freePort() (int, error) {
 // start runs redis-server on s.port and returns once it accepts commands.
 func (s *Server) start() error {
 	s.Addr = "127.0.0.1:" + strconv.Itoa(s.port)
-	// appendonly: a restarted server keeps its data, as in production.
-	args := append([]string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always"}, s.extra...)
-	s.cmd = exec.Command("redis-server", args...)
-	out, err := s.cmd.StdoutPipe()
+	// appendonly (redisproc's default): a restarted server keeps its data,
+	// as in production; fsync always, so a kill -9 loses nothing.
+	cmd, err := redisproc.Start(context.Background(), "redis-server", s.dir, s.port,
+		append([]string{"--appendfsync", "always"}, s.extra...)...)
 	if err != nil {
 		return err
 	}
-	if err := s.cmd.Start(); err != nil {
-		return err
-	}
-	ready := make(chan error, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		var log []string
-		for sc.Scan() {
-			line := sc.Text()
-			log = append(log, line)
-			if strings.Contains(line, "Ready to accept connections") {
-				ready <- nil
-				for sc.Scan() { // drain so the server never blocks on stdout
-				}
-				return
-			}
-		}
-		ready <- fmt.Errorf("redis-server exited: %s", strings.Join(log, "\n"))
-	}()
-	select {
-	case err := <-ready:
-		if err != nil {
-			s.cmd.Wait()
-		}
-		return err
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-		return fmt.Errorf("redis-server did not get ready in 10s")
-	}
+	s.cmd = cmd
+	return nil
 }
 
 // Stop stops the server (kill -9 for a real one); Restart brings it back on
