@@ -209,16 +209,7 @@ func TestUpgradeWireFormat(t *testing.T) {
 			if got := call.Params.Get("Version"); got != "2017-09-08" {
 				t.Errorf("Version = %q, want 2017-09-08", got)
 			}
-			for k, v := range tt.want {
-				if got, ok := call.Params[k]; !ok || len(got) != 1 || got[0] != v {
-					t.Errorf("%s = %q, want [%q]", k, got, v)
-				}
-			}
-			for _, k := range tt.absent {
-				if got, ok := call.Params[k]; ok {
-					t.Errorf("%s sent (%q), want absent", k, got)
-				}
-			}
+			checkParams(t, call.Params, tt.want, tt.absent)
 			jobs := srv.Jobs()
 			if len(jobs) != 1 {
 				t.Fatalf("%d jobs, want 1", len(jobs))
@@ -899,5 +890,21 @@ func TestDescribeTaskTimeoutIsRetried(t *testing.T) {
 	// The hung call did read the job (step 0); the retry reads step 1.
 	if task.Progress != 50 {
 		t.Errorf("task progress %d, want 50 (the second step)", task.Progress)
+	}
+}
+
+// checkParams asserts the parameters a call sent: each of want once, with
+// its value, and none of absent.
+func checkParams(t *testing.T, params url.Values, want map[string]string, absent []string) {
+	t.Helper()
+	for k, v := range want {
+		if got, ok := params[k]; !ok || len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %q, want [%q]", k, got, v)
+		}
+	}
+	for _, k := range absent {
+		if got, ok := params[k]; ok {
+			t.Errorf("%s sent (%q), want absent", k, got)
+		}
 	}
 }

@@ -250,16 +250,7 @@ func TestDescribeBackupClientsWireFormat(t *testing.T) {
 			if call.Method != http.MethodPost || !call.SignatureOK || call.Status != http.StatusOK {
 				t.Errorf("call = %s, signature ok %v, answered %d %s", call.Method, call.SignatureOK, call.Status, call.Code)
 			}
-			for k, v := range tt.want {
-				if got, ok := call.Params[k]; !ok || len(got) != 1 || got[0] != v {
-					t.Errorf("%s = %q, want [%q]", k, got, v)
-				}
-			}
-			for _, k := range tt.absent {
-				if got, ok := call.Params[k]; ok {
-					t.Errorf("%s sent (%q), want absent", k, got)
-				}
-			}
+			checkParams(t, call.Params, tt.want, tt.absent)
 		})
 	}
 }
