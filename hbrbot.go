@@ -223,7 +223,6 @@ type Task struct {
 	Description string // created, completed, expired, cancelled
 	Progress    int    // 0..100, -1 when failed
 	Result      string // JSON string; may be "", "{}" or an array of ClientResult
-	Created     time.Time
 }
 
 // FinalStatus is how a job ended.

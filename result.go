@@ -132,7 +132,7 @@ func resultParse(s, outer string) ([]ClientResult, error) {
 	return out, nil
 }
 
-var resultErrTooDeep = errors.New("nested too deeply")
+var errResultTooDeep = errors.New("nested too deeply")
 
 var resultKeyReplacer = strings.NewReplacer("_", "", "-", "")
 
@@ -201,7 +201,7 @@ func resultValue(dec *json.Decoder) (string, error) {
 			switch tok {
 			case json.Delim('{'), json.Delim('['):
 				if depth++; depth > resultMaxDepth {
-					return "", resultErrTooDeep
+					return "", errResultTooDeep
 				}
 			case json.Delim('}'), json.Delim(']'):
 				depth--
@@ -227,7 +227,7 @@ func resultError(t, what string, err error) error {
 			what = fmt.Sprintf("%s (syntax error near byte %d)", what, syn.Offset)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			what += " (unexpected end)"
-		case errors.Is(err, resultErrTooDeep):
+		case errors.Is(err, errResultTooDeep):
 			what = "is nested too deeply"
 		}
 	}

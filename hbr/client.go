@@ -362,19 +362,13 @@ func (c *Client) DescribeTask(ctx context.Context, region, taskID string) (hbrbo
 			Progress    json.Number     `json:"Progress"`
 			Description string          `json:"Description"`
 			Result      json.RawMessage `json:"Result"`
-			CreatedTime json.Number     `json:"CreatedTime"`
 			RequestID   string          `json:"RequestId"`
 		}
 		if err := json.Unmarshal(body, &r); err != nil {
 			return hbrbot.Task{}, &callError{err: fmt.Errorf("%s: unreadable answer: %w", action, err), transient: true}
 		}
 		progress, _ := r.Progress.Float64()
-		created, _ := r.CreatedTime.Int64()
-		t := hbrbot.Task{ID: taskID, RequestID: r.RequestID, Description: r.Description, Progress: int(progress), Result: rawString(r.Result)}
-		if created > 0 {
-			t.Created = time.Unix(created, 0)
-		}
-		return t, nil
+		return hbrbot.Task{ID: taskID, RequestID: r.RequestID, Description: r.Description, Progress: int(progress), Result: rawString(r.Result)}, nil
 	})
 	if err != nil {
 		return hbrbot.Task{}, fmt.Errorf("describe task %s: %w", taskID, err)

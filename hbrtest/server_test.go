@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk"
+	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/auth/credentials"
 	sdkerrors "github.com/aliyun/alibaba-cloud-sdk-go/sdk/errors"
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/requests"
 	"github.com/aliyun/alibaba-cloud-sdk-go/sdk/responses"
@@ -32,7 +33,16 @@ func newServer(t *testing.T, opts ...Option) *Server {
 
 func akClient(t *testing.T, id, secret string) *sdk.Client {
 	t.Helper()
-	c, err := sdk.NewClientWithAccessKey("cn-hangzhou", id, secret)
+	c, err := sdk.NewClientWithOptions("cn-hangzhou", sdk.NewConfig(), credentials.NewStaticAKCredentialsProvider(id, secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func stsClient(t *testing.T, id, secret, token string) *sdk.Client {
+	t.Helper()
+	c, err := sdk.NewClientWithOptions("cn-hangzhou", sdk.NewConfig(), credentials.NewStaticSTSCredentialsProvider(id, secret, token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,26 +331,14 @@ func TestSDKAuthFailures(t *testing.T) {
 			wantStatus: 400, wantCode: CodeMissingSecurityToken,
 		},
 		{
-			name: "sts token wrong",
-			opts: []Option{WithSecurityToken("tok")},
-			client: func(t *testing.T) *sdk.Client {
-				c, err := sdk.NewClientWithStsToken("cn-hangzhou", "testid", "testsecret", "other")
-				if err != nil {
-					t.Fatal(err)
-				}
-				return c
-			},
+			name:       "sts token wrong",
+			opts:       []Option{WithSecurityToken("tok")},
+			client:     func(t *testing.T) *sdk.Client { return stsClient(t, "testid", "testsecret", "other") },
 			wantStatus: 400, wantCode: CodeInvalidSecurityToken,
 		},
 		{
-			name: "sts token not expected",
-			client: func(t *testing.T) *sdk.Client {
-				c, err := sdk.NewClientWithStsToken("cn-hangzhou", "testid", "testsecret", "tok")
-				if err != nil {
-					t.Fatal(err)
-				}
-				return c
-			},
+			name:       "sts token not expected",
+			client:     func(t *testing.T) *sdk.Client { return stsClient(t, "testid", "testsecret", "tok") },
 			wantStatus: 400, wantCode: CodeInvalidSecurityToken,
 		},
 	}
@@ -376,10 +374,7 @@ func TestSDKAuthFailures(t *testing.T) {
 
 func TestSDKSTSClient(t *testing.T) {
 	s := newServer(t, WithCredentials("STS.key", "stssecret"), WithSecurityToken("the-token"))
-	c, err := sdk.NewClientWithStsToken("cn-hangzhou", "STS.key", "stssecret", "the-token")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := stsClient(t, "STS.key", "stssecret", "the-token")
 	var up upgradeOut
 	mustOK(t, c, s, ActionUpgradeBackupClients, params{form: map[string]string{"ClientIds": `["c-x"]`}}, &up)
 	if !up.Success {

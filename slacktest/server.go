@@ -40,13 +40,6 @@ const (
 // Option configures a Server.
 type Option func(*Server)
 
-// WithBotToken sets the token Web API calls must carry (default "xoxb-test").
-func WithBotToken(tok string) Option { return func(s *Server) { s.botToken = tok } }
-
-// WithAppToken sets the app-level token apps.connections.open must carry in
-// its Authorization header (default "xapp-test").
-func WithAppToken(tok string) Option { return func(s *Server) { s.appToken = tok } }
-
 // WithPingInterval sets how often WebSocket PING frames are sent (default 1s).
 // slack-go drops a socket that sees no PING within its own OptionPingInterval
 // (30s by default), so this must stay below the client's value. 0 disables

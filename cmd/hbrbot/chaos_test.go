@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -322,7 +321,7 @@ func buildBot(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("the go command is needed to build the bot: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "hbrbot")
 	args := []string{"build", "-buildvcs=false", "-o", bin}

@@ -194,13 +194,6 @@ func (s *Server) Restart() {
 	s.t.Fatalf("restart redis-server: %v", err)
 }
 
-// Ping checks the server answers.
-func (s *Server) Ping(ctx context.Context) error {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: s.DB})
-	defer c.Close()
-	return c.Ping(ctx).Err()
-}
-
 // Cluster is a Redis Cluster of three masters on loopback.
 type Cluster struct {
 	Nodes []*Server
