@@ -127,12 +127,12 @@ type Request struct {
 	// DryRun runs the whole flow but never calls UpgradeBackupClients.
 	DryRun bool `json:"dry_run,omitempty"`
 	// Preflight is what DescribeBackupClients said of the IDs before the
-	// card was posted; PreflightError why it could not say (the card then
-	// shows the IDs as typed). Skipped are IDs left out because they
-	// already run the latest version.
-	Preflight      []ClientInfo `json:"preflight,omitempty"`
-	PreflightError string       `json:"preflight_error,omitempty"`
-	Skipped        []string     `json:"skipped,omitempty"`
+	// card was posted; PreflightFailure why it could not say (a Failure
+	// reason; the card then shows the IDs as typed). Skipped are IDs left
+	// out because they already run the latest version.
+	Preflight        []ClientInfo `json:"preflight,omitempty"`
+	PreflightFailure string       `json:"preflight_failure,omitempty"`
+	Skipped          []string     `json:"skipped,omitempty"`
 	// The live progress reply in the card's thread, once posted.
 	ProgressTS    string      `json:"-"`
 	ProgressState ReportState `json:"-"`
@@ -158,13 +158,14 @@ const (
 	BatchFinished BatchState = "finished"
 )
 
-// Batch is one UpgradeBackupClients call of a request and the HBR job it
-// started.
-type Batch struct {
+// BatchStatus is where one HBR job of a request stands: everything a poll
+// reads and writes. What the job names (BatchSpec) is stored apart, written
+// once at the approval: at 100 IDs a job it is most of the bytes, and a
+// poll needs none of it.
+type BatchStatus struct {
 	RequestID    string        `json:"request_id"`
 	Index        int           `json:"index"` // 0-based
 	Of           int           `json:"of"`    // batches in the request
-	Targets      Targets       `json:"targets"`
 	Region       string        `json:"region"`
 	CrossAccount *CrossAccount `json:"cross_account,omitempty"`
 	DryRun       bool          `json:"dry_run,omitempty"`
@@ -183,18 +184,30 @@ type Batch struct {
 	Polls    int             `json:"polls,omitempty"` // DescribeTask calls so far
 	Final    FinalStatus     `json:"final,omitempty"`
 	Results  []ClientResult  `json:"results,omitempty"`
-	// Before and After are the clients as DescribeBackupClients saw them
-	// before the card and after the job; VerifyError says why After is
-	// missing.
-	Before      []ClientInfo               `json:"before,omitempty"`
-	After       []ClientInfo               `json:"after,omitempty"`
-	VerifyError string                     `json:"verify_error,omitempty"`
-	Reported    map[ReportKind]ReportState `json:"reported,omitempty"`
-	Error       *SubmissionError           `json:"error,omitempty"`
+	// After is the clients as DescribeBackupClients saw them after the
+	// job; VerifyFailure says why it is missing (a Failure reason).
+	After         []ClientInfo               `json:"after,omitempty"`
+	VerifyFailure string                     `json:"verify_failure,omitempty"`
+	Reported      map[ReportKind]ReportState `json:"reported,omitempty"`
+	Error         *SubmissionError           `json:"error,omitempty"`
+}
+
+// BatchSpec is what one HBR job names: its IDs, and how the look-up before
+// the card saw them. It never changes once the batch exists.
+type BatchSpec struct {
+	Targets Targets      `json:"targets"`
+	Before  []ClientInfo `json:"before,omitempty"`
+}
+
+// Batch is one UpgradeBackupClients call of a request and the HBR job it
+// started: its status and its spec together, as a report needs them.
+type Batch struct {
+	BatchStatus
+	BatchSpec
 }
 
 // Key names the batch uniquely across requests.
-func (b Batch) Key() string { return BatchKey(b.RequestID, b.Index) }
+func (b BatchStatus) Key() string { return BatchKey(b.RequestID, b.Index) }
 
 // BatchKey names batch index of request id.
 func BatchKey(requestID string, index int) string {
@@ -211,10 +224,18 @@ type InvalidTarget struct {
 type SubmissionError struct {
 	// Unknown: the call may or may not have reached HBR (timeout, lost
 	// connection, a crash mid-call). Never resubmitted.
-	Unknown bool   `json:"unknown,omitempty"`
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message,omitempty"`
+	Unknown bool `json:"unknown,omitempty"`
+	// Interrupted: the unknown outcome of a replica that stopped mid-call.
+	Interrupted bool   `json:"interrupted,omitempty"`
+	Code        string `json:"code,omitempty"`
+	Message     string `json:"message,omitempty"`
 }
+
+// Reasons a look-up failed, besides HBR's own error codes.
+const (
+	FailureTimeout = "timeout"
+	FailureError   = "error"
+)
 
 // Task is what DescribeTask says of a job.
 type Task struct {
@@ -261,16 +282,42 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrLeaseLost: another replica holds the work item now.
 	ErrLeaseLost = errors.New("lease lost")
+	// ErrConflict: the request changed since it was read; nothing was
+	// written.
+	ErrConflict = errors.New("request changed meanwhile")
 )
 
-// Decision is a click on a pending request's card, or its expiry.
-type Decision struct {
-	State  RequestState // approved, cancelled or expired
-	By     string       // Slack user ID; empty for expiry
-	At     time.Time
-	CardTS string // the card clicked, recorded if the request lacks it
-	// Batches are created, due at once, when State is approved.
+// RequestVersion is what a change to a request expects to find: a change
+// made from a request that has moved on since it was read is refused
+// (ErrConflict), and worked out again from the request as it now stands.
+type RequestVersion struct {
+	State     RequestState
+	Approvals []string
+}
+
+// RequestChange is one step of a pending request towards its decision (an
+// approval, a cancellation, its expiry), stored whole or not at all: the
+// request's new state, the batches an approval creates and the work the
+// step schedules.
+type RequestChange struct {
+	Expect    RequestVersion
+	State     RequestState
+	Approvals []string
+	DecidedBy string // set with a decision
+	DecidedAt time.Time
+	// CardTS records the card clicked when the request lacks it.
+	CardTS string
+	// Batches are created with the approval, each due at once.
 	Batches []Batch
+	// Schedule is work due with the change; Unschedule, work it ends.
+	Schedule   []Due
+	Unschedule []Work
+}
+
+// Due is a work item and when it is due.
+type Due struct {
+	Work Work
+	At   time.Time
 }
 
 // Work is a unit of scheduled work, run by whichever replica claims it.
@@ -301,6 +348,37 @@ type Lease struct {
 	Token string
 }
 
+// Next says what becomes of a leased work item when its holder writes:
+// the holder keeps it (Hold), keeps it longer (HoldUntil), lets it go due
+// again at a time (DueAt), or ends it (End).
+type Next struct {
+	Kind NextKind
+	At   time.Time // HoldUntil's end of the lease, DueAt's due time
+}
+
+// NextKind is one of Next's four cases.
+type NextKind int
+
+const (
+	NextHold NextKind = iota
+	NextHoldUntil
+	NextDue
+	NextEnd
+)
+
+// Hold keeps the lease as it is.
+func Hold() Next { return Next{Kind: NextHold} }
+
+// HoldUntil extends the lease to t: for a step that must not lose it
+// midway (a submission).
+func HoldUntil(t time.Time) Next { return Next{Kind: NextHoldUntil, At: t} }
+
+// DueAt hands the item back, due at t.
+func DueAt(t time.Time) Next { return Next{Kind: NextDue, At: t} }
+
+// End removes the item from the schedule: its work is done.
+func End() Next { return Next{Kind: NextEnd} }
+
 // ErrOutcomeUnknown marks an UpgradeBackupClients call that may or may not
 // have started a job: it must be reported, never retried.
 var ErrOutcomeUnknown = errors.New("outcome unknown")
@@ -323,11 +401,16 @@ type HBRError struct {
 }
 
 func (e *HBRError) Error() string {
-	msg := e.Message
-	if len(msg) > 200 {
-		msg = msg[:200] + "…"
+	return e.Action + ": " + e.Code + ": " + Excerpt(e.Message, 200) + " (request " + e.RequestID + ")"
+}
+
+// Excerpt is s cut to at most n runes, marked "…" when cut.
+func Excerpt(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
 	}
-	return e.Action + ": " + e.Code + ": " + msg + " (request " + e.RequestID + ")"
+	return string(r[:n]) + "…"
 }
 
 // ErrorCode is HBR's error code in err, or "" when err is not an HBR answer.

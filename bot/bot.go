@@ -21,16 +21,20 @@ import (
 // Command is the slash command the bot answers.
 const Command = "/hbr-upgrade"
 
-// Accepted acknowledges a valid upgrade command.
-const Accepted = ":hourglass_flowing_sand: Looking the clients up; the approval card follows in this channel. (No card within a minute? Run the command again: nothing was done.)"
-
-// Workflow is what the bot hands commands and clicks to.
+// Workflow is what the bot hands commands and clicks to. Each answers
+// with what the person who acted is told.
 type Workflow interface {
 	Parse(inv upgrade.Invocation) (hbrbot.Command, error)
 	Refused(ctx context.Context, inv upgrade.Invocation, reason error)
-	RequestUpgrade(ctx context.Context, inv upgrade.Invocation, spec hbrbot.UpgradeSpec)
-	Status(ctx context.Context, inv upgrade.Invocation)
-	HandleClick(ctx context.Context, c upgrade.Click)
+	Request(ctx context.Context, inv upgrade.Invocation, spec hbrbot.UpgradeSpec) upgrade.Notice
+	Status(ctx context.Context, inv upgrade.Invocation) upgrade.Notice
+	Click(ctx context.Context, c upgrade.Click) upgrade.Notice
+}
+
+// Teller tells one person something privately, and links to messages.
+type Teller interface {
+	Tell(ctx context.Context, to Recipient, text string) error
+	linker
 }
 
 // Observer is told of commands (by outcome: accepted, refused, help,
@@ -49,6 +53,7 @@ func (noObserver) SocketConnected(bool) {}
 type Bot struct {
 	sm        *socketmode.Client
 	flow      Workflow
+	teller    Teller
 	log       *slog.Logger
 	obs       Observer
 	connected atomic.Bool
@@ -74,11 +79,26 @@ const handlerTimeout = 7 * time.Second
 
 // New builds a bot on api, which must carry the app-level token; obs may
 // be nil.
-func New(api *slack.Client, flow Workflow, log *slog.Logger, obs Observer) *Bot {
+func New(api *slack.Client, flow Workflow, teller Teller, log *slog.Logger, obs Observer) *Bot {
 	if obs == nil {
 		obs = noObserver{}
 	}
-	return &Bot{sm: socketmode.New(api), flow: flow, log: log, obs: obs, handlers: make(chan struct{}, maxHandlers)}
+	return &Bot{sm: socketmode.New(api), flow: flow, teller: teller, log: log, obs: obs, handlers: make(chan struct{}, maxHandlers)}
+}
+
+// tell words n and says it to one person; nothing when there is nothing
+// to say.
+func (b *Bot) tell(ctx context.Context, to Recipient, n upgrade.Notice) {
+	// The person must hear back even when ctx is spent.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	text := NoticeText(ctx, n, b.teller)
+	if text == "" {
+		return
+	}
+	if err := b.teller.Tell(ctx, to, text); err != nil {
+		b.log.ErrorContext(ctx, "tell user", "user", to.UserID, "err", err)
+	}
 }
 
 func (b *Bot) setConnected(up bool) {
@@ -206,6 +226,7 @@ func (b *Bot) takeTurn(ctx context.Context) bool {
 func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd slack.SlashCommand) {
 	inv := upgrade.Invocation{EnvelopeID: req.EnvelopeID, TeamID: cmd.TeamID, ChannelID: cmd.ChannelID,
 		UserID: cmd.UserID, Text: cmd.Text, ResponseURL: cmd.ResponseURL}
+	to := Recipient{UserID: cmd.UserID, ChannelID: cmd.ChannelID, ResponseURL: cmd.ResponseURL}
 	if cmd.Command != Command {
 		b.ack(ctx, req, ephemeral("hbrbot only answers "+Command+"."))
 		return
@@ -214,7 +235,7 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 	if err != nil {
 		b.log.InfoContext(ctx, "command refused", "user", cmd.UserID, "channel", cmd.ChannelID, "err", err)
 		b.obs.Command("refused")
-		b.ack(ctx, req, ephemeral(":x: "+err.Error()+"\nType `"+Command+" help` for usage."))
+		b.ack(ctx, req, ephemeral(":x: "+CommandRefusalText(err)+"\nType `"+Command+" help` for usage."))
 		b.spawn(ctx, func(ctx context.Context) { b.flow.Refused(ctx, inv, err) })
 		return
 	}
@@ -225,13 +246,13 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 	case hbrbot.CommandStatus:
 		b.obs.Command("status")
 		b.ack(ctx, req, nil)
-		b.spawn(ctx, func(ctx context.Context) { b.flow.Status(ctx, inv) })
+		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.flow.Status(ctx, inv)) })
 	case hbrbot.CommandUpgrade:
 		b.obs.Command("accepted")
 		// Said at once, so a command is never met with silence, even if this
 		// replica dies before the card is up.
 		b.ack(ctx, req, ephemeral(Accepted))
-		b.spawn(ctx, func(ctx context.Context) { b.flow.RequestUpgrade(ctx, inv, parsed.Upgrade) })
+		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.flow.Request(ctx, inv, parsed.Upgrade)) })
 	}
 }
 
@@ -240,23 +261,23 @@ func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack
 		return
 	}
 	for _, a := range cb.ActionCallback.BlockActions {
-		var action upgrade.Action
+		click := upgrade.Click{EnvelopeID: req.EnvelopeID, ChannelID: cb.Channel.ID, MessageTS: cb.Container.MessageTs,
+			UserID: cb.User.ID, ResponseURL: cb.ResponseURL}
 		switch a.ActionID {
 		case ActionApprove:
-			action = upgrade.Approve
+			click.Action, click.RequestID = upgrade.ActApprove, a.Value
 		case ActionCancel:
-			action = upgrade.Cancel
+			click.Action, click.RequestID = upgrade.ActCancel, a.Value
 		case ActionRetry:
-			action = upgrade.Retry
+			click.Action, click.BatchKey = upgrade.ActRetry, a.Value
 		default:
 			continue
 		}
-		click := upgrade.Click{EnvelopeID: req.EnvelopeID, ChannelID: cb.Channel.ID, MessageTS: cb.Container.MessageTs,
-			UserID: cb.User.ID, Action: action, RequestID: a.Value, ResponseURL: cb.ResponseURL}
 		if click.ChannelID == "" {
 			click.ChannelID = cb.Container.ChannelID
 		}
-		b.spawn(ctx, func(ctx context.Context) { b.flow.HandleClick(ctx, click) })
+		to := Recipient{UserID: click.UserID, ChannelID: click.ChannelID, ResponseURL: click.ResponseURL}
+		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.flow.Click(ctx, click)) })
 		return // one decision per envelope
 	}
 }

@@ -57,6 +57,7 @@ func NewMessenger(api *slack.Client, obs SlackObserver) *Messenger {
 }
 
 var _ upgrade.Chat = (*Messenger)(nil)
+var _ Teller = (*Messenger)(nil)
 
 // RateLimitError is Slack's 429: try again after RetryAfter.
 type RateLimitError struct {
@@ -101,7 +102,7 @@ func (m *Messenger) UpdateCard(ctx context.Context, r hbrbot.Request, batches []
 	return m.wrap("chat.update", err)
 }
 
-func reportMetadata(b hbrbot.Batch, kind hbrbot.ReportKind) slack.SlackMetadata {
+func reportMetadata(b hbrbot.BatchStatus, kind hbrbot.ReportKind) slack.SlackMetadata {
 	return slack.SlackMetadata{EventType: reportEventType,
 		EventPayload: map[string]any{"batch": b.Key(), "kind": string(kind)}}
 }
@@ -120,7 +121,7 @@ func (m *Messenger) PostReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.
 	}
 	_, _, err := m.api.PostMessageContext(ctx, b.ChannelID, slack.MsgOptionTS(b.ThreadTS),
 		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...),
-		slack.MsgOptionMetadata(reportMetadata(b, kind)))
+		slack.MsgOptionMetadata(reportMetadata(b.BatchStatus, kind)))
 	return m.wrap("chat.postMessage", err)
 }
 
@@ -161,13 +162,13 @@ func (m *Messenger) UploadTable(ctx context.Context, b hbrbot.Batch) error {
 	name := fmt.Sprintf("hbr-upgrade-%s-job%d.csv", b.RequestID, b.Index+1)
 	_, err := m.api.UploadFileContext(ctx, slack.UploadFileParameters{
 		Reader: bytes.NewReader(table), FileSize: len(table), Filename: name,
-		Title: fmt.Sprintf("%s: every ID of task %s", jobName(b), b.TaskID), Channel: b.ChannelID, ThreadTimestamp: b.ThreadTS,
+		Title: fmt.Sprintf("%s: every ID of task %s", jobName(b.BatchStatus), b.TaskID), Channel: b.ChannelID, ThreadTimestamp: b.ThreadTS,
 	})
 	return m.wrap("files.upload", err)
 }
 
 // PostProgress posts r's live progress reply in the card's thread.
-func (m *Messenger) PostProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) (string, error) {
+func (m *Messenger) PostProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.BatchStatus) (string, error) {
 	text, blocks := ProgressReport(r, batches, m.now())
 	_, ts, err := m.api.PostMessageContext(ctx, r.ChannelID, slack.MsgOptionTS(r.CardTS),
 		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...), slack.MsgOptionMetadata(progressMetadata(r)))
@@ -175,16 +176,23 @@ func (m *Messenger) PostProgress(ctx context.Context, r hbrbot.Request, batches 
 }
 
 // UpdateProgress redraws r's progress reply.
-func (m *Messenger) UpdateProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.Batch) error {
+func (m *Messenger) UpdateProgress(ctx context.Context, r hbrbot.Request, batches []hbrbot.BatchStatus) error {
 	text, blocks := ProgressReport(r, batches, m.now())
 	_, _, _, err := m.api.UpdateMessageContext(ctx, r.ChannelID, r.ProgressTS,
 		slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...), slack.MsgOptionMetadata(progressMetadata(r)))
 	return m.wrap("chat.update", err)
 }
 
+// Recipient is a user to tell something privately: through the
+// interaction's response_url when there is one, else ephemerally in the
+// channel.
+type Recipient struct {
+	UserID, ChannelID, ResponseURL string
+}
+
 // Tell says text to one user: through the response_url when there is one
 // (it works even where the bot is not a member), else ephemerally.
-func (m *Messenger) Tell(ctx context.Context, to upgrade.Recipient, text string) error {
+func (m *Messenger) Tell(ctx context.Context, to Recipient, text string) error {
 	if to.ResponseURL != "" {
 		err := slack.PostWebhookContext(ctx, to.ResponseURL, &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral})
 		if err == nil {

@@ -148,11 +148,11 @@ const groupLimit = 15
 // group lists its IDs compactly, so every ID stays on the card. Without a
 // look-up it lists the IDs as typed.
 func preflightLines(r hbrbot.Request) []string {
-	if r.Preflight == nil && r.PreflightError == "" {
+	if r.Preflight == nil && r.PreflightFailure == "" {
 		return idList(r.Spec.All())
 	}
-	if r.PreflightError != "" {
-		return append([]string{":warning: Could not look the clients up in HBR (" + r.PreflightError + "); the IDs as typed:"},
+	if r.PreflightFailure != "" {
+		return append([]string{":warning: Could not look the clients up in HBR (the look-up failed" + lookupText(r.PreflightFailure, true) + "); the IDs as typed:"},
 			idList(r.Spec.All())...)
 	}
 	type group struct {
@@ -288,7 +288,7 @@ func CardBlocks(r hbrbot.Request, batches []hbrbot.Batch) []slack.Block {
 	return blocks
 }
 
-func jobName(b hbrbot.Batch) string {
+func jobName(b hbrbot.BatchStatus) string {
 	if b.Of == 1 {
 		return "Job"
 	}
@@ -297,7 +297,7 @@ func jobName(b hbrbot.Batch) string {
 
 // StartedReport is the reply naming a batch's TaskId and invalid IDs.
 func StartedReport(b hbrbot.Batch) (string, []slack.Block) {
-	text := fmt.Sprintf(":arrows_counterclockwise: %s started: HBR task `%s` for %s.", jobName(b), b.TaskID, plural(b.Targets.Len(), "ID"))
+	text := fmt.Sprintf(":arrows_counterclockwise: %s started: HBR task `%s` for %s.", jobName(b.BatchStatus), b.TaskID, plural(b.Targets.Len(), "ID"))
 	lines := []string{text}
 	if len(b.Invalid) > 0 {
 		lines = append(lines, fmt.Sprintf(":warning: HBR refused %s:", plural(len(b.Invalid), "ID")))
@@ -343,7 +343,7 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 	if b.TaskID != "" {
 		task = fmt.Sprintf(" (task `%s`)", b.TaskID)
 	}
-	summary := fmt.Sprintf("*%s%s %s:* %s", jobName(b), task, finalText(b), summaryCounts(tally))
+	summary := fmt.Sprintf("*%s%s %s:* %s", jobName(b.BatchStatus), task, finalText(b.BatchStatus), summaryCounts(tally))
 	var lines []string
 	if b.DryRun {
 		summary = "DRY RUN " + summary
@@ -355,9 +355,9 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 	lines = append(lines, summary)
 	if b.Error != nil {
 		if b.Error.Unknown {
-			lines = append(lines, "HBR may or may not have started this job, so it was not resubmitted. Check the clients in the HBR console before trying again. ("+truncate(b.Error.Message, 200)+")")
+			lines = append(lines, "HBR may or may not have started this job, so it was not resubmitted. Check the clients in the HBR console before trying again. ("+unknownReason(b.Error)+")")
 		} else {
-			lines = append(lines, fmt.Sprintf("UpgradeBackupClients refused the batch: `%s` %s", b.Error.Code, truncate(b.Error.Message, 200)))
+			lines = append(lines, fmt.Sprintf("UpgradeBackupClients refused the batch: `%s` %s", b.Error.Code, hbrbot.Excerpt(b.Error.Message, 200)))
 		}
 	}
 	codes := map[string]bool{}
@@ -399,8 +399,8 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		}
 		lines = append(lines, idList(ids)...)
 	}
-	if b.VerifyError != "" {
-		lines = append(lines, ":grey_question: Versions not verified: "+b.VerifyError+".")
+	if b.VerifyFailure != "" {
+		lines = append(lines, ":grey_question: Versions not verified: could not look the clients up after the job"+lookupText(b.VerifyFailure, false)+".")
 	}
 	blocks := sections(lines, blockLimit-1)
 	if retry := hbrbot.RetryTargetsOf(outcomes); retry.Len() > 0 && !b.DryRun {
@@ -474,7 +474,7 @@ func hints(codes map[string]bool) []string {
 	return out
 }
 
-func finalText(b hbrbot.Batch) string {
+func finalText(b hbrbot.BatchStatus) string {
 	switch b.Final {
 	case hbrbot.JobCompleted:
 		return "completed"
@@ -495,17 +495,17 @@ func finalText(b hbrbot.Batch) string {
 	return "not started"
 }
 
-func truncate(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
+// unknownReason says why a submission's fate is unknown.
+func unknownReason(e *hbrbot.SubmissionError) string {
+	if e.Interrupted {
+		return "hbrbot stopped while UpgradeBackupClients was in flight"
 	}
-	return string(r[:n]) + "…"
+	return hbrbot.Excerpt(e.Message, 200)
 }
 
 // ProgressReport is a request's live progress: one line per job with a
 // bar, its percent and how long it has run.
-func ProgressReport(r hbrbot.Request, batches []hbrbot.Batch, now time.Time) (string, []slack.Block) {
+func ProgressReport(r hbrbot.Request, batches []hbrbot.BatchStatus, now time.Time) (string, []slack.Block) {
 	var lines []string
 	if r.DryRun {
 		lines = append(lines, dryRunLine)

@@ -42,12 +42,12 @@ func benchRequest(n int, state hbrbot.RequestState) hbrbot.Request {
 // upgraded, failed with a code, and left to the job's status.
 func benchBatch() hbrbot.Batch {
 	r := benchRequest(hbrbot.MaxBatchSize, hbrbot.RequestApproved)
-	b := hbrbot.Batch{
-		RequestID: r.ID, Index: 2, Of: 5, Targets: r.Spec.Targets, Region: "cn-hangzhou",
+	b := hbrbot.Batch{BatchSpec: hbrbot.BatchSpec{Targets: r.Spec.Targets}, BatchStatus: hbrbot.BatchStatus{
+		RequestID: r.ID, Index: 2, Of: 5, Region: "cn-hangzhou",
 		ChannelID: r.ChannelID, ThreadTS: r.CardTS, State: hbrbot.BatchFinished,
 		TaskID: "t-jl293zd3mkzqw1k9uvos", Progress: 100, Final: hbrbot.JobCompleted,
 		Started: r.DecidedAt, Deadline: r.DecidedAt.Add(20 * time.Minute),
-	}
+	}}
 	codes := []string{"UPGRADE_FAILED", "CLIENT_NOT_RESPONDING", "UNKNOWN"}
 	for i, id := range b.Targets.All() {
 		switch {

@@ -52,10 +52,11 @@ func request(n int) hbrbot.Request {
 // mixedBatch is a job that ended with every kind of outcome a report shows.
 func mixedBatch() hbrbot.Batch {
 	t := hbrbot.Targets{InstanceIDs: ids("i-bp1", 100)}
-	b := hbrbot.Batch{RequestID: "r2x8kq4mzva", Index: 0, Of: 3, Targets: t, Region: "cn-hangzhou",
+	b := hbrbot.Batch{BatchSpec: hbrbot.BatchSpec{Targets: t}, BatchStatus: hbrbot.BatchStatus{
+		RequestID: "r2x8kq4mzva", Index: 0, Of: 3, Region: "cn-hangzhou",
 		RequesterID: "U0ALICE", ChannelID: "C0OPS", ThreadTS: "1700000000.000100", State: hbrbot.BatchFinished,
 		TaskID: "t-0123456789abcdefghij", Started: t0, Deadline: t0.Add(20 * time.Minute), Final: hbrbot.JobCompleted,
-		Invalid: []hbrbot.InvalidTarget{{ID: t.InstanceIDs[0], ErrorCode: "InstanceNotRunning"}, {ID: t.InstanceIDs[1], ErrorCode: "CloudAssistNotRunningOnInstance"}}}
+		Invalid: []hbrbot.InvalidTarget{{ID: t.InstanceIDs[0], ErrorCode: "InstanceNotRunning"}, {ID: t.InstanceIDs[1], ErrorCode: "CloudAssistNotRunningOnInstance"}}}}
 	for i, id := range t.InstanceIDs[2:] {
 		r := hbrbot.ClientResult{InstanceID: id, ClientStatus: "ACTIVATED"}
 		after := "2.5.1"

@@ -54,13 +54,47 @@ func (s Set) For(channel string) (Rules, bool) {
 	return Rules{}, false
 }
 
-// Refusal is a request the policy refuses; its message names the rule.
+// Refusal is something the rules do not allow, with the facts that say
+// why; package bot words it for the person refused.
 type Refusal struct {
-	Rule    string // e.g. "regions"
-	Message string
+	Rule Rule
+	// Region and Allowed: a region outside the channel's (RuleRegions).
+	Region  string
+	Allowed []string
+	// Account: a source account not allowed (RuleSourceAccounts).
+	Account int64
+	// LookupFailed: whether the person may act could not be checked (a
+	// Slack user-group look-up failed); nothing was decided.
+	LookupFailed bool
 }
 
-func (r *Refusal) Error() string { return r.Message }
+// Rule names the rule behind a refusal; it is also what the audit trail
+// records.
+type Rule string
+
+const (
+	RuleChannels       Rule = "channels"
+	RuleRegions        Rule = "regions"
+	RuleCrossAccount   Rule = "cross_account"
+	RuleSourceAccounts Rule = "source_accounts"
+	RuleRequesters     Rule = "requesters"
+	RuleApprovers      Rule = "approvers"
+	RuleSelfApproval   Rule = "self_approval"
+	RuleCancel         Rule = "cancel"
+)
+
+// Error is for logs and the audit trail, not for people.
+func (r *Refusal) Error() string {
+	switch {
+	case r.LookupFailed:
+		return string(r.Rule) + ": membership could not be checked"
+	case r.Rule == RuleRegions:
+		return fmt.Sprintf("regions: %s not in [%s]", r.Region, strings.Join(r.Allowed, " "))
+	case r.Rule == RuleSourceAccounts:
+		return fmt.Sprintf("source_accounts: %d not allowed", r.Account)
+	}
+	return string(r.Rule) + ": not allowed"
+}
 
 // Groups resolves Slack user groups.
 type Groups interface {
@@ -93,15 +127,14 @@ func Member(ctx context.Context, user string, ids []string, groups Groups) (bool
 // The IDs' count is the parser's business (it knows MaxTargets).
 func (r Rules) CheckRequest(spec hbrbot.UpgradeSpec) error {
 	if len(r.Regions) > 0 && !slices.Contains(r.Regions, spec.Region) {
-		return &Refusal{Rule: "regions", Message: fmt.Sprintf("Region `%s` is not allowed in this channel (allowed: %s).",
-			spec.Region, strings.Join(r.Regions, ", "))}
+		return &Refusal{Rule: RuleRegions, Region: spec.Region, Allowed: r.Regions}
 	}
 	if spec.CrossAccount != nil {
 		if !r.CrossAccount {
-			return &Refusal{Rule: "cross_account", Message: "Cross-account upgrades are not allowed in this channel."}
+			return &Refusal{Rule: RuleCrossAccount}
 		}
 		if len(r.SourceAccounts) > 0 && !slices.Contains(r.SourceAccounts, spec.CrossAccount.UserID) {
-			return &Refusal{Rule: "source_accounts", Message: fmt.Sprintf("Source account `%d` is not allowed in this channel.", spec.CrossAccount.UserID)}
+			return &Refusal{Rule: RuleSourceAccounts, Account: spec.CrossAccount.UserID}
 		}
 	}
 	return nil

@@ -58,14 +58,14 @@ func TestCheckRequest(t *testing.T) {
 		name     string
 		rules    Rules
 		spec     hbrbot.UpgradeSpec
-		wantRule string
+		wantRule Rule
 	}{
 		{"allowed region", prod, hbrbot.UpgradeSpec{Region: "cn-hangzhou"}, ""},
-		{"refused region", prod, hbrbot.UpgradeSpec{Region: "cn-beijing"}, "regions"},
+		{"refused region", prod, hbrbot.UpgradeSpec{Region: "cn-beijing"}, RuleRegions},
 		{"any region", closed, hbrbot.UpgradeSpec{Region: "us-east-1"}, ""},
 		{"allowed source account", prod, hbrbot.UpgradeSpec{Region: "cn-hangzhou", CrossAccount: cross(111)}, ""},
-		{"refused source account", prod, hbrbot.UpgradeSpec{Region: "cn-hangzhou", CrossAccount: cross(222)}, "source_accounts"},
-		{"cross-account off", closed, hbrbot.UpgradeSpec{Region: "cn-hangzhou", CrossAccount: cross(111)}, "cross_account"},
+		{"refused source account", prod, hbrbot.UpgradeSpec{Region: "cn-hangzhou", CrossAccount: cross(222)}, RuleSourceAccounts},
+		{"cross-account off", closed, hbrbot.UpgradeSpec{Region: "cn-hangzhou", CrossAccount: cross(111)}, RuleCrossAccount},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.rules.CheckRequest(tc.spec)

@@ -60,17 +60,15 @@ var (
 	keyDue = key("due")
 )
 
-func keyRequest(id string) string   { return key("req", id) }
-func keyBatch(k string) string      { return key("batch", k) }
-func keyBatchSpec(k string) string  { return key("bspec", k) }
-func keyEnvelope(id string) string  { return key("env", id) }
-func keyChannel(ch string) string   { return key("chan", ch) }
-func ms(t time.Time) float64        { return float64(t.UnixMilli()) }
-func msString(t time.Time) string   { return strconv.FormatInt(t.UnixMilli(), 10) }
-func fromMS(v float64) time.Time    { return time.UnixMilli(int64(v)) }
-func itemBatch(k string) string     { return member(hbrbot.Work{Kind: hbrbot.WorkBatch, ID: k}) }
-func itemExpiry(id string) string   { return member(hbrbot.Work{Kind: hbrbot.WorkExpiry, ID: id}) }
-func itemCardSync(id string) string { return member(hbrbot.Work{Kind: hbrbot.WorkCardSync, ID: id}) }
+func keyRequest(id string) string  { return key("req", id) }
+func keyBatch(k string) string     { return key("batch", k) }
+func keyBatchSpec(k string) string { return key("bspec", k) }
+func keyEnvelope(id string) string { return key("env", id) }
+func keyChannel(ch string) string  { return key("chan", ch) }
+func ms(t time.Time) float64       { return float64(t.UnixMilli()) }
+func msString(t time.Time) string  { return strconv.FormatInt(t.UnixMilli(), 10) }
+func fromMS(v float64) time.Time   { return time.UnixMilli(int64(v)) }
+func itemExpiry(id string) string  { return member(hbrbot.Work{Kind: hbrbot.WorkExpiry, ID: id}) }
 
 // Ping checks Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -203,104 +201,91 @@ func decodeRequest(id string, vals map[string]string) (hbrbot.Request, error) {
 	return r, nil
 }
 
-// decideScript moves a pending request to its decision, once. An approval
-// is recorded (each approver once) until the required number is reached;
-// the last one approves the request and creates its batches in the same
-// step, so a decided request always has its work scheduled. It returns the
-// request's state after the call and whether this call changed anything.
-var decideScript = redis.NewScript(`
-local req, due = KEYS[1], KEYS[2]
-local state = redis.call('HGET', req, 'state')
-if not state then return {'', 0} end
-if state ~= 'pending' then return {state, 0} end
-local now, want, by = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-if want ~= 'expired' and now >= tonumber(redis.call('HGET', req, 'expires_at')) then
-  want = 'expired'
-  by = ''
-end
-if ARGV[4] ~= '' and redis.call('HGET', req, 'card_ts') == '' then
-  redis.call('HSET', req, 'card_ts', ARGV[4])
-end
-if want == 'approved' then
-  local list = redis.call('HGET', req, 'approvals') or ''
-  local n = 0
-  for u in string.gmatch(list, '[^,]+') do
-    if u == by then
-      local total = 0
-      for _ in string.gmatch(list, '[^,]+') do total = total + 1 end
-      return {'pending', 0, total}
-    end
-    n = n + 1
-  end
-  if list == '' then list = by else list = list .. ',' .. by end
-  redis.call('HSET', req, 'approvals', list)
-  if n + 1 < tonumber(redis.call('HGET', req, 'required') or '1') then
-    redis.call('ZADD', due, ARGV[1], ARGV[6]) -- the card shows the count
-    return {'pending', 1, n + 1}
-  end
-end
-redis.call('HSET', req, 'state', want, 'decided_by', by, 'decided_at', ARGV[1])
-redis.call('ZREM', due, ARGV[5])
-redis.call('ZADD', due, ARGV[1], ARGV[6])
-if want == 'approved' then
-  -- KEYS: request, schedule, n batches, their n specs; ARGV after the
-  -- first 7: n batch documents, n schedule items, n specs.
-  local ttl = tonumber(ARGV[7])
-  local n = (#KEYS - 2) / 2
-  for i = 1, n do
-    redis.call('SET', KEYS[2 + i], ARGV[7 + i], 'NX', 'PX', ttl)
-    redis.call('SET', KEYS[2 + n + i], ARGV[7 + 2 * n + i], 'NX', 'PX', ttl)
-    redis.call('ZADD', due, ARGV[1], ARGV[7 + n + i])
-  end
-end
-return {want, 1}
+// changeScript writes a request change (see ChangeRequest) if the request
+// still stands as the change expects. It holds no rule of its own: what
+// changes is worked out in Go (package upgrade); this only makes the
+// check, the request's fields, the schedule and the new batches one step.
+// KEYS: the request, the schedule, then the batches' keys in the order of
+// the change's values. ARGV[1]: the change, as JSON (requestChange).
+var changeScript = redis.NewScript(`
+local c = cjson.decode(ARGV[1])
+local cur = redis.call('HMGET', KEYS[1], 'state', 'approvals')
+if not cur[1] then return 'missing' end
+if cur[1] ~= c.expect_state or (cur[2] or '') ~= c.expect_approvals then return 'conflict' end
+redis.call('HSET', KEYS[1], unpack(c.fields))
+for _, m in ipairs(c.unschedule) do redis.call('ZREM', KEYS[2], m) end
+for _, d in ipairs(c.schedule) do redis.call('ZADD', KEYS[2], d.at, d.member) end
+for i, v in ipairs(c.values) do redis.call('SET', KEYS[2 + i], v, 'NX', 'PX', c.ttl_ms) end
+return 'ok'
 `)
 
-// Decide applies d to request id if it is still pending. It returns the
-// request as it stands afterwards, and whether this call changed it: false
-// when it was already decided (by this or another replica) or d's approver
-// had already approved. An approval short of the required number leaves
-// the request pending with one more approval. A pending request past its
-// expiry is decided as expired whatever d says.
-func (s *Store) Decide(ctx context.Context, id string, d hbrbot.Decision) (hbrbot.Request, bool, error) {
+// requestChange is changeScript's argument.
+type requestChange struct {
+	ExpectState     string        `json:"expect_state"`
+	ExpectApprovals string        `json:"expect_approvals"`
+	Fields          []string      `json:"fields"` // field, value, ...
+	Unschedule      []string      `json:"unschedule"`
+	Schedule        []scheduleArg `json:"schedule"`
+	Values          []string      `json:"values"` // of the keys after the schedule
+	TTLMS           int64         `json:"ttl_ms"`
+}
+
+type scheduleArg struct {
+	At     int64  `json:"at"`
+	Member string `json:"member"`
+}
+
+// batchTTL keeps a batch while it runs; an ended one is kept Retention.
+const batchTTL = 30 * 24 * time.Hour
+
+// ChangeRequest stores ch if request id still stands as ch.Expect says:
+// its new state and approvals, its decision, its new batches (each written
+// only if it does not exist) and the work ch schedules and ends, in one
+// step. ErrConflict: the request moved on, nothing was written; ErrNotFound:
+// no such request.
+func (s *Store) ChangeRequest(ctx context.Context, id string, ch hbrbot.RequestChange) error {
+	arg := requestChange{
+		ExpectState: string(ch.Expect.State), ExpectApprovals: strings.Join(ch.Expect.Approvals, ","),
+		Fields:     []string{"state", string(ch.State), "approvals", strings.Join(ch.Approvals, ",")},
+		Unschedule: []string{}, Schedule: []scheduleArg{}, Values: []string{},
+		TTLMS: batchTTL.Milliseconds(),
+	}
+	if ch.DecidedBy != "" || !ch.DecidedAt.IsZero() {
+		arg.Fields = append(arg.Fields, "decided_by", ch.DecidedBy, "decided_at", msString(ch.DecidedAt))
+	}
+	if ch.CardTS != "" {
+		arg.Fields = append(arg.Fields, "card_ts", ch.CardTS)
+	}
+	for _, w := range ch.Unschedule {
+		arg.Unschedule = append(arg.Unschedule, member(w))
+	}
+	for _, d := range ch.Schedule {
+		arg.Schedule = append(arg.Schedule, scheduleArg{At: d.At.UnixMilli(), Member: member(d.Work)})
+	}
 	keys := []string{keyRequest(id), keyDue}
-	args := []any{msString(d.At), string(d.State), d.By, d.CardTS, itemExpiry(id), itemCardSync(id),
-		strconv.FormatInt((30 * 24 * time.Hour).Milliseconds(), 10)}
-	var docs, members, specs []any
-	var specKeys []string
-	if d.State == hbrbot.RequestApproved {
-		for _, b := range d.Batches {
-			doc, spec, err := encodeBatch(b)
-			if err != nil {
-				return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, err)
-			}
-			keys = append(keys, keyBatch(b.Key()))
-			specKeys = append(specKeys, keyBatchSpec(b.Key()))
-			docs = append(docs, doc)
-			specs = append(specs, spec)
-			members = append(members, itemBatch(b.Key()))
+	for _, b := range ch.Batches {
+		status, spec, err := encodeBatch(b)
+		if err != nil {
+			return fmt.Errorf("change request %s: %w", id, err)
 		}
+		keys = append(keys, keyBatch(b.Key()), keyBatchSpec(b.Key()))
+		arg.Values = append(arg.Values, string(status), string(spec))
 	}
-	keys = append(keys, specKeys...)
-	args = append(append(append(args, docs...), members...), specs...)
-	res, err := decideScript.Run(ctx, s.rdb, keys, args...).Slice()
+	doc, err := json.Marshal(arg)
 	if err != nil {
-		return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, err)
+		return fmt.Errorf("change request %s: %w", id, err)
 	}
-	if res[0].(string) == "" {
-		return hbrbot.Request{}, false, fmt.Errorf("decide request %s: %w", id, hbrbot.ErrNotFound)
+	got, err := changeScript.Run(ctx, s.rdb, keys, doc).Text()
+	if err != nil {
+		return fmt.Errorf("change request %s: %w", id, err)
 	}
-	r, err := s.Request(ctx, id)
-	// The state (and, for an approval short of the number, the count) is
-	// the script's, atomic with the decision: a re-read may already show a
-	// later approval.
-	r.State = hbrbot.RequestState(res[0].(string))
-	if len(res) > 2 {
-		if n, ok := res[2].(int64); ok && int(n) < len(r.Approvals) {
-			r.Approvals = r.Approvals[:n]
-		}
+	switch got {
+	case "missing":
+		return fmt.Errorf("change request %s: %w", id, hbrbot.ErrNotFound)
+	case "conflict":
+		return fmt.Errorf("change request %s: %w", id, hbrbot.ErrConflict)
 	}
-	return r, res[1].(int64) == 1, err
+	return nil
 }
 
 // ChannelRequests lists the channel's requests of the retention period,
@@ -329,151 +314,113 @@ func (s *Store) ChannelRequests(ctx context.Context, channel string, limit int) 
 // look-up before the card saw them), written once at approval. A poll reads
 // and writes the status only: at 100 IDs a job, the spec is most of the
 // bytes and of the decoding.
-type batchSpec struct {
-	Targets hbrbot.Targets      `json:"targets"`
-	Before  []hbrbot.ClientInfo `json:"before,omitempty"`
-}
-
-// encodeBatch splits b into its status and its spec; the spec is empty
-// when b carries none (a batch read with BatchStatus).
 func encodeBatch(b hbrbot.Batch) (status, spec []byte, err error) {
-	if b.Targets.Len() > 0 || len(b.Before) > 0 {
-		if spec, err = json.Marshal(batchSpec{Targets: b.Targets, Before: b.Before}); err != nil {
-			return nil, nil, err
-		}
+	if status, err = json.Marshal(b.BatchStatus); err != nil {
+		return nil, nil, err
 	}
-	b.Targets, b.Before = hbrbot.Targets{}, nil
-	if status, err = json.Marshal(b); err != nil {
+	if spec, err = json.Marshal(b.BatchSpec); err != nil {
 		return nil, nil, err
 	}
 	return status, spec, nil
 }
 
-// decodeBatch joins a status and, when there is one, a spec. A status
-// written before the split carries its spec itself.
-func decodeBatch(key string, status, spec []byte) (hbrbot.Batch, error) {
-	var b hbrbot.Batch
-	if err := json.Unmarshal(status, &b); err != nil {
-		return hbrbot.Batch{}, fmt.Errorf("decode batch %s: %w", key, err)
+// BatchStatus reads a batch's status.
+func (s *Store) BatchStatus(ctx context.Context, key string) (hbrbot.BatchStatus, error) {
+	var st hbrbot.BatchStatus
+	if err := s.getJSON(ctx, keyBatch(key), &st); err != nil {
+		return st, fmt.Errorf("batch %s: %w", key, err)
 	}
-	if len(spec) > 0 {
-		var sp batchSpec
-		if err := json.Unmarshal(spec, &sp); err != nil {
-			return hbrbot.Batch{}, fmt.Errorf("decode batch spec %s: %w", key, err)
-		}
-		b.Targets, b.Before = sp.Targets, sp.Before
-	}
-	return b, nil
+	return st, nil
 }
 
-// Batch reads a batch, spec included.
-func (s *Store) Batch(ctx context.Context, key string) (hbrbot.Batch, error) {
-	return s.batch(ctx, key, true)
+// BatchSpec reads what a batch names.
+func (s *Store) BatchSpec(ctx context.Context, key string) (hbrbot.BatchSpec, error) {
+	var sp hbrbot.BatchSpec
+	if err := s.getJSON(ctx, keyBatchSpec(key), &sp); err != nil {
+		return sp, fmt.Errorf("batch spec %s: %w", key, err)
+	}
+	return sp, nil
 }
 
-// BatchStatus reads a batch without its spec: no Targets, no Before.
-// Saving it keeps the stored spec; LoadSpec adds it.
-func (s *Store) BatchStatus(ctx context.Context, key string) (hbrbot.Batch, error) {
-	return s.batch(ctx, key, false)
-}
-
-func (s *Store) batch(ctx context.Context, key string, withSpec bool) (hbrbot.Batch, error) {
-	bs, err := s.batches(ctx, []string{key}, withSpec)
-	if err != nil {
-		return hbrbot.Batch{}, err
-	}
-	if len(bs) == 0 {
-		return hbrbot.Batch{}, fmt.Errorf("batch %s: %w", key, hbrbot.ErrNotFound)
-	}
-	return bs[0], nil
-}
-
-// LoadSpec adds b's spec (Targets and Before) to a batch read with
-// BatchStatus, reading the spec alone. A batch stored whole by an older
-// version carries its spec already.
-func (s *Store) LoadSpec(ctx context.Context, b *hbrbot.Batch) error {
-	if b.Targets.Len() > 0 {
-		return nil
-	}
-	raw, err := s.rdb.Get(ctx, keyBatchSpec(b.Key())).Bytes()
+func (s *Store) getJSON(ctx context.Context, key string, v any) error {
+	raw, err := s.rdb.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
-		// Written with the status and expiring with it: its absence is
-		// damage to report, not a batch that ended.
-		return fmt.Errorf("batch %s has a status but no spec", b.Key())
+		return hbrbot.ErrNotFound
 	}
 	if err != nil {
-		return fmt.Errorf("read batch spec %s: %w", b.Key(), err)
+		return fmt.Errorf("read: %w", err)
 	}
-	var sp batchSpec
-	if err := json.Unmarshal(raw, &sp); err != nil {
-		return fmt.Errorf("decode batch spec %s: %w", b.Key(), err)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decode: %w", err)
 	}
-	b.Targets, b.Before = sp.Targets, sp.Before
 	return nil
 }
 
-// Batches reads the batches of request r that exist, specs included, in
-// one round trip.
-func (s *Store) Batches(ctx context.Context, r hbrbot.Request) ([]hbrbot.Batch, error) {
-	keys := make([]string, len(r.Batches()))
-	for i := range keys {
-		keys[i] = hbrbot.BatchKey(r.ID, i)
+// BatchStatuses reads the statuses of request id's batches, without the
+// request: its first batch says how many there are. None when the request
+// was never approved.
+func (s *Store) BatchStatuses(ctx context.Context, id string) ([]hbrbot.BatchStatus, error) {
+	batches, err := s.requestBatches(ctx, id, false)
+	statuses := make([]hbrbot.BatchStatus, len(batches))
+	for i, b := range batches {
+		statuses[i] = b.BatchStatus
 	}
-	return s.batches(ctx, keys, true)
+	return statuses, err
 }
 
-// BatchStatuses reads the statuses (no specs) of request id's batches,
-// without the request: its first batch says how many there are. Enough to
-// draw progress. None when the request was never approved.
-func (s *Store) BatchStatuses(ctx context.Context, id string) ([]hbrbot.Batch, error) {
-	first, err := s.batches(ctx, []string{hbrbot.BatchKey(id, 0)}, false)
-	if err != nil || len(first) == 0 {
-		return nil, err
-	}
-	keys := make([]string, 0, first[0].Of)
-	for i := 1; i < first[0].Of; i++ {
-		keys = append(keys, hbrbot.BatchKey(id, i))
-	}
-	rest, err := s.batches(ctx, keys, false)
-	if err != nil {
-		return nil, err
-	}
-	return append(first, rest...), nil
+// Batches reads request id's batches, statuses and specs, in two round
+// trips. A batch whose spec is missing is damage, reported as an error.
+func (s *Store) Batches(ctx context.Context, id string) ([]hbrbot.Batch, error) {
+	return s.requestBatches(ctx, id, true)
 }
 
-// batches reads the batches named by keys that exist, in order.
-func (s *Store) batches(ctx context.Context, keys []string, withSpec bool) ([]hbrbot.Batch, error) {
-	if len(keys) == 0 {
+func (s *Store) requestBatches(ctx context.Context, id string, withSpecs bool) ([]hbrbot.Batch, error) {
+	first, err := s.BatchStatus(ctx, hbrbot.BatchKey(id, 0))
+	if errors.Is(err, hbrbot.ErrNotFound) {
 		return nil, nil
 	}
-	rk := make([]string, 0, 2*len(keys))
-	for _, k := range keys {
-		rk = append(rk, keyBatch(k))
-	}
-	if withSpec {
-		for _, k := range keys {
-			rk = append(rk, keyBatchSpec(k))
-		}
-	}
-	vals, err := s.rdb.MGet(ctx, rk...).Result()
 	if err != nil {
-		return nil, fmt.Errorf("read batches %s…: %w", keys[0], err)
+		return nil, err
 	}
-	var out []hbrbot.Batch
-	for i, k := range keys {
-		status, ok := vals[i].(string)
+	var keys []string
+	for i := 1; i < first.Of; i++ {
+		keys = append(keys, keyBatch(hbrbot.BatchKey(id, i)))
+	}
+	if withSpecs {
+		for i := range first.Of {
+			keys = append(keys, keyBatchSpec(hbrbot.BatchKey(id, i)))
+		}
+	}
+	var vals []any
+	if len(keys) > 0 {
+		if vals, err = s.rdb.MGet(ctx, keys...).Result(); err != nil {
+			return nil, fmt.Errorf("read batches of %s: %w", id, err)
+		}
+	}
+	out := []hbrbot.Batch{{BatchStatus: first}}
+	for i := 1; i < first.Of; i++ {
+		raw, ok := vals[i-1].(string)
 		if !ok {
-			continue // never created, or expired
+			continue // expired
 		}
-		var spec string
-		if withSpec {
-			spec, _ = vals[len(keys)+i].(string)
-		}
-		b, err := decodeBatch(k, []byte(status), []byte(spec))
-		if err != nil {
-			return nil, err
+		var b hbrbot.Batch
+		if err := json.Unmarshal([]byte(raw), &b.BatchStatus); err != nil {
+			return nil, fmt.Errorf("decode batch %s: %w", hbrbot.BatchKey(id, i), err)
 		}
 		out = append(out, b)
+	}
+	if !withSpecs {
+		return out, nil
+	}
+	specs := vals[first.Of-1:]
+	for i := range out {
+		raw, ok := specs[out[i].Index].(string)
+		if !ok {
+			return nil, fmt.Errorf("batch %s has a status but no spec", out[i].Key())
+		}
+		if err := json.Unmarshal([]byte(raw), &out[i].BatchSpec); err != nil {
+			return nil, fmt.Errorf("decode batch spec %s: %w", out[i].Key(), err)
+		}
 	}
 	return out, nil
 }
@@ -541,9 +488,9 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return fromMS(zs[0].Score), true, nil
 }
 
-// fencedSetScript writes KEYS[2] (when given), writes KEYS[3] if it is
-// missing and aligns its expiry (when given), and reschedules or removes
-// the item, only while the lease holds.
+// fencedSetScript writes KEYS[2] (when given) and aligns KEYS[3]'s expiry
+// with it (when given), and reschedules or removes the item, only while
+// the lease holds.
 var fencedSetScript = redis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
@@ -551,10 +498,6 @@ if KEYS[2] then
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 end
 if KEYS[3] then
-  -- A batch's spec: written once, then kept as long as its status.
-  if ARGV[6] ~= '' then
-    redis.call('SET', KEYS[3], ARGV[6], 'NX', 'PX', ARGV[4])
-  end
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
 if ARGV[5] == '' then
@@ -565,67 +508,55 @@ end
 return 1
 `)
 
-// SaveBatch writes b under lease l and schedules it again at next (keeping
-// the lease when next is l.Until), or, next zero, ends its schedule and
-// lets it expire after the retention period. ErrLeaseLost: nothing written.
-func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, next time.Time) error {
-	status, spec, err := encodeBatch(b)
+// SaveBatch writes b's status under lease l, and does with the item what
+// next says. It returns the lease as it stands after: a new one for
+// HoldUntil. An ended batch is kept for the retention period.
+// ErrLeaseLost: nothing written.
+func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error) {
+	status, err := json.Marshal(b)
 	if err != nil {
-		return fmt.Errorf("save batch %s: %w", b.Key(), err)
+		return l, fmt.Errorf("save batch %s: %w", b.Key(), err)
 	}
-	ttl := 30 * 24 * time.Hour
-	if next.IsZero() {
+	ttl := batchTTL
+	if next.Kind == hbrbot.NextEnd {
 		ttl = Retention
 	}
-	return s.fencedSet(ctx, l, ttl, next, keyBatch(b.Key()), string(status), keyBatchSpec(b.Key()), string(spec))
+	return s.fencedSet(ctx, l, next, ttl, keyBatch(b.Key()), string(status), keyBatchSpec(b.Key()))
 }
 
-// Renew writes b and extends lease l to until, returning the new lease:
-// for a step that must not lose its lease midway (a submission).
-func (s *Store) Renew(ctx context.Context, l hbrbot.Lease, b hbrbot.Batch, until time.Time) (hbrbot.Lease, error) {
-	if err := s.SaveBatch(ctx, l, b, until); err != nil {
-		return l, err
-	}
-	if until.Equal(l.Until) {
-		return l, nil // kept as it was
-	}
-	// fencedSet scored the item msString(until): that is the new token.
-	return hbrbot.Lease{Work: l.Work, Until: time.UnixMilli(until.UnixMilli()), Token: msString(until)}, nil
+// Reschedule does with a leased item what next says.
+func (s *Store) Reschedule(ctx context.Context, l hbrbot.Lease, next hbrbot.Next) error {
+	_, err := s.fencedSet(ctx, l, next, 0)
+	return err
 }
 
-// Reschedule moves a leased item to next, or ends it when next is zero.
-func (s *Store) Reschedule(ctx context.Context, l hbrbot.Lease, next time.Time) error {
-	return s.fencedSet(ctx, l, 0, next)
-}
-
-// fencedSet writes kv (a batch's status key and document, then its spec
-// key and document, "" for none) and moves the item to next, while l
-// holds.
-func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, ttl time.Duration, next time.Time, kv ...string) error {
-	score := ""
-	switch {
-	case next.Equal(l.Until):
-		score = l.Token // keep holding
-	case !next.IsZero():
-		score = msString(next)
+// fencedSet writes a batch's status (key and document, then its spec's
+// key, when given) and moves the item as next says, while l holds.
+func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, next hbrbot.Next, ttl time.Duration, keys ...string) (hbrbot.Lease, error) {
+	score, after := "", l
+	switch next.Kind {
+	case hbrbot.NextHold:
+		score = l.Token
+	case hbrbot.NextHoldUntil:
+		// The new score is the new lease's token.
+		score = msString(next.At)
+		after = hbrbot.Lease{Work: l.Work, Until: time.UnixMilli(next.At.UnixMilli()), Token: score}
+	case hbrbot.NextDue:
+		score = msString(next.At)
 	}
-	keys := []string{keyDue}
-	doc, spec := "", ""
-	if len(kv) >= 2 {
-		keys, doc = append(keys, kv[0]), kv[1]
+	rk, doc := []string{keyDue}, ""
+	if len(keys) == 3 {
+		rk, doc = append(rk, keys[0], keys[2]), keys[1]
 	}
-	if len(kv) >= 4 {
-		keys, spec = append(keys, kv[2]), kv[3]
-	}
-	got, err := fencedSetScript.Run(ctx, s.rdb, keys, member(l.Work), l.Token,
-		doc, strconv.FormatInt(ttl.Milliseconds(), 10), score, spec).Int()
+	got, err := fencedSetScript.Run(ctx, s.rdb, rk, member(l.Work), l.Token,
+		doc, strconv.FormatInt(ttl.Milliseconds(), 10), score).Int()
 	if err != nil {
-		return fmt.Errorf("save %s: %w", member(l.Work), err)
+		return l, fmt.Errorf("save %s: %w", member(l.Work), err)
 	}
 	if got == 0 {
-		return fmt.Errorf("save %s: %w", member(l.Work), hbrbot.ErrLeaseLost)
+		return l, fmt.Errorf("save %s: %w", member(l.Work), hbrbot.ErrLeaseLost)
 	}
-	return nil
+	return after, nil
 }
 
 // Schedule makes an item due at t, or sooner if it already is. An item

@@ -121,7 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// with card updates, so they take at most 30 a minute together.
 		ProgressBudget: redisstore.NewRateLimiter(rdb, "slack-progress", 30, log),
 	})
-	slackBot := bot.New(api, svc, log, met)
+	slackBot := bot.New(api, svc, messenger, log, met)
 
 	httpHandler := health.Handler(reg,
 		health.Check{Name: "slack", Fn: func(context.Context) error {
@@ -158,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return nil
 	})
-	g.Go(func() error { return svc.Run(gctx) })
+	g.Go(func() error { return svc.Scheduler.Run(gctx) })
 	g.Go(func() error { return reloadOnHangup(gctx, cfg, svc, log) })
 	g.Go(func() error {
 		<-gctx.Done()

@@ -1,0 +1,51 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hbrbot/hbrbot"
+)
+
+// Expire runs a request's expiry: a request still pending at its deadline
+// expires, and its card says so.
+func (in *Intake) Expire(ctx, _ context.Context, l hbrbot.Lease) error {
+	expiry := decision{want: hbrbot.RequestExpired, at: in.now()}
+	_, changed, err := changeRequest(ctx, in.store, l.Work.ID, func(r hbrbot.Request) (hbrbot.RequestChange, bool) {
+		return decide(r, expiry)
+	})
+	switch {
+	case errors.Is(err, hbrbot.ErrNotFound):
+	case err != nil:
+		return err
+	case changed:
+		in.kick() // the card sync it scheduled; the change ended this item
+		return nil
+	}
+	return in.store.Reschedule(ctx, l, hbrbot.End())
+}
+
+// SyncCard brings a request's card up to date: its approvals, its
+// decision, and once every job has ended, their outcome.
+func (in *Intake) SyncCard(ctx, _ context.Context, l hbrbot.Lease) error {
+	r, err := in.store.Request(ctx, l.Work.ID)
+	if errors.Is(err, hbrbot.ErrNotFound) {
+		return in.store.Reschedule(ctx, l, hbrbot.End())
+	}
+	if err != nil {
+		return err
+	}
+	if r.CardTS != "" { // pending too: the card shows the approvals so far
+		var batches []hbrbot.Batch
+		if r.State == hbrbot.RequestApproved {
+			if batches, err = in.store.Batches(ctx, r.ID); err != nil {
+				return err
+			}
+		}
+		if err := in.cards.UpdateCard(ctx, r, batches); err != nil {
+			return fmt.Errorf("update card of %s: %w", r.ID, err)
+		}
+	}
+	return in.store.Reschedule(ctx, l, hbrbot.End())
+}

@@ -1,0 +1,167 @@
+package upgrade
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/hbrbot/hbrbot"
+)
+
+// submit calls UpgradeBackupClients for b and returns b's status as it
+// stands after. A dry run calls nothing and ends at once.
+func (j *Jobs) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) hbrbot.BatchStatus {
+	st := b.BatchStatus
+	if b.DryRun {
+		st.State, st.Final = hbrbot.BatchFinished, hbrbot.JobDryRun
+		j.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditHBRCall, RequestID: b.RequestID, Actor: "hbrbot", Channel: b.ChannelID,
+			Fields: map[string]string{"action": "UpgradeBackupClients", "dry_run": "true", "batch": b.Key(), "ids": strings.Join(b.Targets.All(), ",")}})
+		return st
+	}
+	sub, err := j.hbr.UpgradeBackupClients(ctx, b.Region, b.Targets, b.CrossAccount)
+	now := j.now()
+	fields := map[string]string{"action": "UpgradeBackupClients", "batch": b.Key(), "ids": strings.Join(b.Targets.All(), ","),
+		"region": b.Region, "hbr_request_id": sub.RequestID, "task_id": sub.TaskID, "error_code": hbrbot.ErrorCode(err)}
+	if errors.Is(err, hbrbot.ErrOutcomeUnknown) {
+		fields["error_code"] = "OutcomeUnknown"
+	}
+	var he *hbrbot.HBRError
+	if errors.As(err, &he) {
+		fields["hbr_request_id"] = he.RequestID
+	}
+	if len(sub.Invalid) > 0 {
+		inv := make([]string, 0, len(sub.Invalid))
+		for _, iv := range sub.Invalid {
+			inv = append(inv, iv.ID+":"+iv.ErrorCode)
+		}
+		fields["invalid"] = strings.Join(inv, ",")
+	}
+	j.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditHBRCall, RequestID: b.RequestID, Actor: "hbrbot", Channel: b.ChannelID, Fields: fields})
+	switch {
+	case errors.Is(err, hbrbot.ErrOutcomeUnknown):
+		log.ErrorContext(ctx, "upgrade outcome unknown; not resubmitting", "err", err)
+		st.State, st.Final = hbrbot.BatchFinished, hbrbot.JobNotStarted
+		st.Error = &hbrbot.SubmissionError{Unknown: true, Message: err.Error()}
+	case err != nil:
+		log.ErrorContext(ctx, "upgrade refused", "err", err, "code", hbrbot.ErrorCode(err))
+		st.State, st.Final = hbrbot.BatchFinished, hbrbot.JobNotStarted
+		msg := err.Error()
+		if he != nil {
+			msg = he.Message
+		}
+		st.Error = &hbrbot.SubmissionError{Code: cmp.Or(hbrbot.ErrorCode(err), "Error"), Message: msg}
+	default:
+		log.InfoContext(ctx, "upgrade submitted", "task", sub.TaskID, "hbr_request", sub.RequestID, "invalid", len(sub.Invalid))
+		st.State, st.TaskID, st.Invalid = hbrbot.BatchRunning, sub.TaskID, sub.Invalid
+		st.Started, st.Deadline = now, now.Add(j.opts.TaskTimeout)
+		if len(sub.Invalid) == b.Targets.Len() {
+			// Nothing valid to upgrade: nothing to wait for.
+			st.State, st.Final = hbrbot.BatchFinished, hbrbot.JobCompleted
+		}
+	}
+	return st
+}
+
+// pollOnce asks HBR about the batch's job. It leaves the batch running,
+// due again when the poll policy says, or finished (Hold: the finished
+// step follows).
+func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
+	b := &run.status
+	task, err := j.hbr.DescribeTask(ctx, b.Region, b.TaskID)
+	b.Polls++
+	now := j.now()
+	finalStatus, final := task.Final()
+	final = final && err == nil
+	// The trail holds the first look, failed looks and the one that saw
+	// the end; the looks in between say only "still running" (their count
+	// is in job_finished). Recording each of them cost a Redis write and
+	// about 300 bytes of stream per poll.
+	if b.Polls == 1 || err != nil || final {
+		fields := map[string]string{"action": "DescribeTask", "batch": b.Key(), "task_id": b.TaskID,
+			"hbr_request_id": task.RequestID, "error_code": hbrbot.ErrorCode(err), "poll": fmt.Sprint(b.Polls)}
+		if err == nil {
+			fields["progress"], fields["description"] = fmt.Sprint(task.Progress), task.Description
+		}
+		j.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditHBRCall, RequestID: b.RequestID, Actor: "hbrbot", Channel: b.ChannelID, Fields: fields})
+	}
+	timedOut := !now.Before(b.Deadline)
+	switch {
+	case err != nil && timedOut:
+		run.log.WarnContext(ctx, "job timed out; last poll failed", "task", b.TaskID, "err", err)
+		b.State, b.Final, b.Ended = hbrbot.BatchFinished, hbrbot.JobTimedOut, now
+		return hbrbot.Hold(), nil
+	case err != nil:
+		run.log.WarnContext(ctx, "describe task failed; polling on", "task", b.TaskID, "err", err)
+		return hbrbot.DueAt(j.poll.next(*b, now)), nil
+	}
+	b.Progress = task.Progress
+	if !final && !timedOut {
+		return hbrbot.DueAt(j.poll.next(*b, now)), nil
+	}
+	// The job ended (or timed out): the rest needs the IDs.
+	full, err := j.batch(ctx, run)
+	if err != nil {
+		return hbrbot.Next{}, err
+	}
+	b.State, b.Ended = hbrbot.BatchFinished, now
+	if final {
+		b.Final = finalStatus
+		results, err := hbrbot.ParseTaskResult(task.Result)
+		if err != nil {
+			run.log.WarnContext(ctx, "unreadable task result; the job's status decides", "err", err)
+		}
+		b.Results = results
+	} else {
+		b.Final = hbrbot.JobTimedOut // the clients may have moved regardless: verified too
+	}
+	j.verify(ctx, b, full.Targets, run.log)
+	return hbrbot.Hold(), nil
+}
+
+// verify looks the batch's clients up again once the job ended, so the
+// report can say which now run the latest version (and flag any the job
+// called done that do not).
+func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot.Targets, log *slog.Logger) {
+	if b.DryRun {
+		return
+	}
+	after, err := j.hbr.DescribeBackupClients(ctx, b.Region, targets, b.CrossAccount)
+	if err != nil {
+		log.WarnContext(ctx, "verification look-up failed", "err", err)
+		b.VerifyFailure = lookupFailure(err)
+		return
+	}
+	b.After = after
+}
+
+// pollPolicy says when to ask about a job again.
+type pollPolicy struct {
+	interval, min, max time.Duration
+	adaptive           bool
+}
+
+// next is one interval on, or with the adaptive policy at the job's
+// predicted end (progress so far, extrapolated at the rate it came), within
+// [min, max]; never past the deadline, so a timed-out job is reported
+// within one interval of it.
+func (p pollPolicy) next(b hbrbot.BatchStatus, now time.Time) time.Time {
+	wait := p.interval
+	switch {
+	case !p.adaptive:
+	case b.Progress > 0 && b.Progress < 100:
+		elapsed := now.Sub(b.Started)
+		remaining := time.Duration(float64(elapsed) * float64(100-b.Progress) / float64(b.Progress))
+		wait = min(max(remaining, p.min), p.max)
+	case b.Progress == 0 && b.Polls > 0:
+		wait = p.max // still nothing to extrapolate from
+	}
+	next := now.Add(wait)
+	if next.After(b.Deadline) {
+		next = b.Deadline
+	}
+	return next
+}
