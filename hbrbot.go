@@ -139,8 +139,8 @@ type Request struct {
 	ProgressAt    time.Time   `json:"-"`
 }
 
-// Batches splits the request's targets into HBR jobs.
-func (r Request) Batches() []Targets { return r.Spec.Split(MaxBatchSize) }
+// BatchTargets splits the request's targets into its HBR jobs, one per batch.
+func (r Request) BatchTargets() []Targets { return r.Spec.Split(MaxBatchSize) }
 
 // BatchState is where one HBR job of a request stands.
 type BatchState string

@@ -137,7 +137,7 @@ func (m *Messenger) FindReply(ctx context.Context, channel, threadTS, key string
 		}
 		for _, msg := range msgs {
 			md := msg.Metadata
-			if md.EventType == reportEventType && md.EventPayload["batch"] == key && md.EventPayload["kind"] == string(kind) {
+			if md.EventType == reportEventType && md.EventPayload["kind"] == string(kind) && taggedWith(md, key) {
 				return msg.Timestamp, true, nil
 			}
 		}
@@ -150,7 +150,14 @@ func (m *Messenger) FindReply(ctx context.Context, channel, threadTS, key string
 
 func progressMetadata(r hbrbot.Request) slack.SlackMetadata {
 	return slack.SlackMetadata{EventType: reportEventType,
-		EventPayload: map[string]any{"batch": r.ID, "kind": string(hbrbot.ReportProgress)}}
+		EventPayload: map[string]any{"request": r.ID, "kind": string(hbrbot.ReportProgress)}}
+}
+
+// taggedWith reports whether a reply's metadata names key: a batch key
+// (a job's reports), or a request ID (its progress reply; replies posted
+// before 2026-12 name it under "batch").
+func taggedWith(md slack.SlackMetadata, key string) bool {
+	return md.EventPayload["batch"] == key || md.EventPayload["request"] == key
 }
 
 // NeedsTable says whether b's final report comes with a table file.

@@ -147,7 +147,7 @@ func TestBenchFixtures(t *testing.T) {
 	if n := r.Spec.Len(); n != 500 {
 		t.Fatalf("request has %d IDs, want 500", n)
 	}
-	if n := len(r.Batches()); n != 5 {
+	if n := len(r.BatchTargets()); n != 5 {
 		t.Errorf("request splits into %d batches, want 5", n)
 	}
 	b := benchBatch()

@@ -76,7 +76,7 @@ func batchesOf(r hbrbot.Request, cardTS string) []hbrbot.Batch {
 	if r.CardTS != "" {
 		cardTS = r.CardTS
 	}
-	parts := r.Batches()
+	parts := r.BatchTargets()
 	out := make([]hbrbot.Batch, len(parts))
 	for i, t := range parts {
 		out[i].BatchStatus = hbrbot.BatchStatus{RequestID: r.ID, Index: i, Of: len(parts), Region: r.Spec.Region,

@@ -66,20 +66,20 @@ type Click struct {
 // Intake turns commands and clicks into requests and decisions. Each
 // returns what the person who acted is to be told.
 type Intake struct {
-	store  intakeStore
-	fleet  fleet
-	cards  Cards
-	policy Policy
-	rules  atomic.Pointer[policy.Set]
-	audit  auditor
-	kick   func()
-	obs    Observer
-	log    *slog.Logger
-	now    func() time.Time
+	store    intakeStore
+	fleet    fleet
+	cards    Cards
+	settings Settings
+	rules    atomic.Pointer[policy.Set]
+	audit    auditor
+	kick     func()
+	obs      Observer
+	log      *slog.Logger
+	now      func() time.Time
 }
 
-func newIntake(store intakeStore, h HBR, cards Cards, p Policy, aud auditor, kick func(), o Options) *Intake {
-	in := &Intake{store: store, fleet: fleet{hbr: h, log: o.Logger}, cards: cards, policy: p, audit: aud, kick: kick,
+func newIntake(store intakeStore, h HBR, cards Cards, p Settings, aud auditor, kick func(), o Options) *Intake {
+	in := &Intake{store: store, fleet: fleet{hbr: h, log: o.Logger}, cards: cards, settings: p, audit: aud, kick: kick,
 		obs: o.Observer, log: o.Logger, now: o.Now}
 	in.SetRules(p.Rules)
 	return in
@@ -107,7 +107,7 @@ func (in *Intake) Parse(inv Invocation) (hbrbot.Command, error) {
 		return cmd, err
 	}
 	if cmd.Upgrade.Region == "" {
-		cmd.Upgrade.Region = in.policy.DefaultRegion
+		cmd.Upgrade.Region = in.settings.DefaultRegion
 	}
 	if err := rules.CheckRequest(cmd.Upgrade); err != nil {
 		return hbrbot.Command{}, err
@@ -193,8 +193,8 @@ func (in *Intake) request(ctx context.Context, inv Invocation, spec hbrbot.Upgra
 	r := hbrbot.Request{
 		ID: newID(), TeamID: inv.TeamID, ChannelID: inv.ChannelID, RequesterID: inv.UserID,
 		Preflight: preflight, PreflightFailure: preflightFailure, Skipped: skipped,
-		Spec: spec, State: hbrbot.RequestPending, CreatedAt: now, ExpiresAt: now.Add(in.policy.RequestTTL),
-		RequiredApprovals: max(rules.RequiredApprovals, 1), DryRun: spec.DryRun || in.policy.DryRun,
+		Spec: spec, State: hbrbot.RequestPending, CreatedAt: now, ExpiresAt: now.Add(in.settings.RequestTTL),
+		RequiredApprovals: max(rules.RequiredApprovals, 1), DryRun: spec.DryRun || in.settings.DryRun,
 	}
 	log := in.log.With("request", r.ID, "channel", r.ChannelID, "user", r.RequesterID)
 	// The store's budget starts after the look-up, which has its own.

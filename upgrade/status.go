@@ -37,7 +37,7 @@ func (in *Intake) Status(ctx context.Context, inv Invocation) Notice {
 				in.log.ErrorContext(ctx, "status", "channel", inv.ChannelID, "err", err)
 				return Notice{Kind: NoticeUnavailable}
 			}
-			parts := r.Batches()
+			parts := r.BatchTargets()
 			for _, b := range batches {
 				if b.State == hbrbot.BatchFinished && b.Reported[hbrbot.ReportFinal] == hbrbot.ReportPosted {
 					continue

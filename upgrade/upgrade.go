@@ -62,8 +62,8 @@ type Chat interface {
 	ProgressReplies
 }
 
-// Policy is who may do what, where.
-type Policy struct {
+// Settings are what requests default to, and the rules they follow.
+type Settings struct {
 	DefaultRegion string
 	RequestTTL    time.Duration
 	// DryRun: no request ever calls UpgradeBackupClients.
@@ -153,7 +153,7 @@ type Service struct {
 
 // New wires the three parts on one store and one chat. Scheduler.Run must
 // be running for approved work to proceed.
-func New(store Store, h HBR, chat Chat, p Policy, o Options) *Service {
+func New(store Store, h HBR, chat Chat, p Settings, o Options) *Service {
 	o = o.withDefaults()
 	sched := NewScheduler(store, o)
 	aud := auditor{store: store, log: o.Logger, now: o.Now}

@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	api := slack.New(cfg.SlackBotToken, slack.OptionAppLevelToken(cfg.SlackAppToken), slack.OptionAPIURL(cfg.SlackAPIURL))
 	messenger := bot.NewMessenger(api, met)
-	svc := upgrade.New(store, hbrClient, messenger, upgrade.Policy{
+	svc := upgrade.New(store, hbrClient, messenger, upgrade.Settings{
 		DefaultRegion: cfg.Region, RequestTTL: cfg.RequestTTL, DryRun: cfg.DryRun, Rules: rules,
 	}, upgrade.Options{
 		PollInterval: cfg.PollInterval, Adaptive: cfg.PollPolicy == "adaptive", MinPollInterval: cfg.PollMinInterval, MaxPollInterval: cfg.PollMaxInterval,
