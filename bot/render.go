@@ -99,7 +99,7 @@ func stamp(t time.Time) string {
 
 // cardHeader is the card's summary, the same before and after a decision.
 func cardHeader(r hbrbot.Request) []slack.Block {
-	jobs := len(r.Batches())
+	jobs := len(r.BatchTargets())
 	var lines []string
 	if r.DryRun {
 		lines = append(lines, dryRunLine)
@@ -519,7 +519,7 @@ func ProgressReport(r hbrbot.Request, batches []hbrbot.BatchStatus, now time.Tim
 			running++
 		}
 	}
-	head := fmt.Sprintf("*Progress*: %d of %d jobs ended", ended, len(r.Batches()))
+	head := fmt.Sprintf("*Progress*: %d of %d jobs ended", ended, len(r.BatchTargets()))
 	if running > 0 {
 		head += fmt.Sprintf(", %d running", running)
 	}
