@@ -35,11 +35,11 @@ func NoticeText(ctx context.Context, n upgrade.Notice, links linker) string {
 	case upgrade.NoticeNothingToUpgrade:
 		return fmt.Sprintf("Nothing to upgrade: every client named (%d) already runs the latest version. Nothing was done; add `--force` to upgrade anyway.", n.Count)
 	case upgrade.NoticeListFailed:
-		return fmt.Sprintf("Could not list the backup clients of %s (%s). Nothing was done.", n.Region, cmp.Or(n.Reason, "the look-up failed"))
+		return fmt.Sprintf("Could not list the backup clients of %s (%s). Nothing was done.", esc(n.Region), esc(cmp.Or(n.Reason, "the look-up failed")))
 	case upgrade.NoticeFleetUpToDate:
-		return fmt.Sprintf("Every ECS backup client in %s (%d) runs the latest version: nothing to upgrade.", n.Region, n.Count)
+		return fmt.Sprintf("Every ECS backup client in %s (%d) runs the latest version: nothing to upgrade.", esc(n.Region), n.Count)
 	case upgrade.NoticeCardFailed:
-		return fmt.Sprintf(":x: Could not post the approval card in this channel (%s). Nothing was done. Is the bot a member of the channel?", n.Reason)
+		return fmt.Sprintf(":x: Could not post the approval card in this channel (%s). Nothing was done. Is the bot a member of the channel?", esc(n.Reason))
 	case upgrade.NoticeUnknownRequest:
 		return "This request is unknown to hbrbot (too old, or its data was lost). Nothing was done; run /hbr-upgrade again if needed."
 	case upgrade.NoticeUnknownJob:
@@ -101,7 +101,7 @@ func refusalText(r *policy.Refusal, act upgrade.Act) string {
 func policyText(r *policy.Refusal) string {
 	switch r.Rule {
 	case policy.RuleRegions:
-		return fmt.Sprintf("Region `%s` is not allowed in this channel (allowed: %s).", r.Region, strings.Join(r.Allowed, ", "))
+		return fmt.Sprintf("Region %s is not allowed in this channel (allowed: %s).", code(r.Region), esc(strings.Join(r.Allowed, ", ")))
 	case policy.RuleCrossAccount:
 		return "Cross-account upgrades are not allowed in this channel."
 	case policy.RuleSourceAccounts:
@@ -113,12 +113,12 @@ func policyText(r *policy.Refusal) string {
 func alreadyDecided(r hbrbot.Request) string {
 	switch r.State {
 	case hbrbot.RequestApproved:
-		return fmt.Sprintf("This request was already approved by <@%s>; nothing more to do.", r.DecidedBy)
+		return fmt.Sprintf("This request was already approved by %s; nothing more to do.", mention(r.DecidedBy))
 	case hbrbot.RequestCancelled:
 		if r.DecidedBy == "" {
 			return "This request was closed because its card could not be posted; nothing was done."
 		}
-		return fmt.Sprintf("This request was cancelled by <@%s>; nothing was done.", r.DecidedBy)
+		return fmt.Sprintf("This request was cancelled by %s; nothing was done.", mention(r.DecidedBy))
 	case hbrbot.RequestExpired:
 		return fmt.Sprintf("This request expired at %s without approval; nothing was done. Run /hbr-upgrade again.", r.ExpiresAt.UTC().Format("2006-01-02 15:04 MST"))
 	}
@@ -137,13 +137,13 @@ func statusText(ctx context.Context, lines []upgrade.StatusLine, links linker) s
 		link := requestLink(ctx, r, links)
 		age := l.Age.Truncate(time.Second)
 		if l.Batch == nil {
-			out = append(out, fmt.Sprintf("• %s awaiting approval (%d of %d): %d IDs in %s, requested by <@%s> %s ago%s",
-				link, len(r.Approvals), r.RequiredApprovals, l.IDs, r.Spec.Region, r.RequesterID, age, dry(r.DryRun)))
+			out = append(out, fmt.Sprintf("• %s awaiting approval (%d of %d): %d IDs in %s, requested by %s %s ago%s",
+				link, len(r.Approvals), r.RequiredApprovals, l.IDs, esc(r.Spec.Region), mention(r.RequesterID), age, dry(r.DryRun)))
 			continue
 		}
 		b := l.Batch
-		out = append(out, fmt.Sprintf("• %s job %d/%d (%d IDs): %s, approved by <@%s> %s ago%s",
-			link, b.Index+1, b.Of, l.IDs, batchState(*b, l.Running), r.DecidedBy, age, dry(r.DryRun)))
+		out = append(out, fmt.Sprintf("• %s job %d/%d (%d IDs): %s, approved by %s %s ago%s",
+			link, b.Index+1, b.Of, l.IDs, batchState(*b, l.Running), mention(r.DecidedBy), age, dry(r.DryRun)))
 	}
 	return "*In flight in this channel:*\n" + strings.Join(out, "\n")
 }
@@ -155,7 +155,7 @@ func batchState(b hbrbot.BatchStatus, running time.Duration) string {
 	case hbrbot.BatchSubmitting:
 		return "being submitted"
 	case hbrbot.BatchRunning:
-		return fmt.Sprintf("running as `%s`, %d%% after %s", b.TaskID, max(b.Progress, 0), running.Truncate(time.Second))
+		return fmt.Sprintf("running as %s, %d%% after %s", code(b.TaskID), max(b.Progress, 0), running.Truncate(time.Second))
 	}
 	return "ended, report being posted"
 }
@@ -171,13 +171,13 @@ func dry(on bool) string {
 // permalink.
 func requestLink(ctx context.Context, r hbrbot.Request, links linker) string {
 	if r.CardTS == "" {
-		return "`" + r.ID + "`"
+		return code(r.ID)
 	}
 	url, err := links.Permalink(ctx, r.ChannelID, r.CardTS)
-	if err != nil {
-		return "`" + r.ID + "`"
+	if err != nil || strings.ContainsAny(url, "<>|") {
+		return code(r.ID)
 	}
-	return "<" + url + "|" + r.ID + ">"
+	return "<" + url + "|" + esc(r.ID) + ">"
 }
 
 // lookupText words why a look-up failed, after "the look-up failed".
@@ -191,5 +191,5 @@ func lookupText(failure string, withTimeout bool) string {
 		}
 		return ""
 	}
-	return " (" + failure + ")"
+	return " (" + esc(failure) + ")"
 }

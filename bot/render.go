@@ -74,7 +74,11 @@ func idList(ids []string) []string {
 	var lines []string
 	for i := 0; i < len(ids); i += perLine {
 		chunk := ids[i:min(i+perLine, len(ids))]
-		lines = append(lines, "`"+strings.Join(chunk, "`  `")+"`")
+		spans := make([]string, len(chunk))
+		for j, id := range chunk {
+			spans[j] = code(id)
+		}
+		lines = append(lines, strings.Join(spans, "  "))
 	}
 	return lines
 }
@@ -83,7 +87,7 @@ func account(spec hbrbot.UpgradeSpec) string {
 	if spec.CrossAccount == nil {
 		return "this account (the bot's credentials)"
 	}
-	return fmt.Sprintf("cross-account: source account `%d`, role `%s`", spec.CrossAccount.UserID, spec.CrossAccount.RoleName)
+	return fmt.Sprintf("cross-account: source account `%d`, role %s", spec.CrossAccount.UserID, code(spec.CrossAccount.RoleName))
 }
 
 func plural(n int, word string) string {
@@ -105,8 +109,8 @@ func cardHeader(r hbrbot.Request) []slack.Block {
 		lines = append(lines, dryRunLine)
 	}
 	lines = append(lines,
-		fmt.Sprintf("*HBR client upgrade* requested by <@%s>", r.RequesterID),
-		fmt.Sprintf("*Region:* `%s`   *Account:* %s", r.Spec.Region, account(r.Spec)),
+		"*HBR client upgrade* requested by "+mention(r.RequesterID),
+		fmt.Sprintf("*Region:* %s   *Account:* %s", code(r.Spec.Region), account(r.Spec)),
 		fmt.Sprintf("*Targets:* %s, %s (%s)", plural(len(r.Spec.InstanceIDs), "ECS instance"),
 			plural(len(r.Spec.ClientIDs), "HBR client"), plural(jobs, "HBR job")),
 	)
@@ -133,7 +137,11 @@ func ReportCSV(b hbrbot.Batch) []byte {
 	w := csv.NewWriter(&buf)
 	w.Write([]string{"id", "outcome", "code", "version_before", "version_after", "latest_version", "task_id", "job"})
 	for _, o := range b.Outcomes() {
-		w.Write([]string{o.ID, string(o.Kind), o.Code, o.Before, o.After, o.Latest, b.TaskID, fmt.Sprintf("%d/%d", b.Index+1, b.Of)})
+		row := []string{o.ID, string(o.Kind), o.Code, o.Before, o.After, o.Latest, b.TaskID, fmt.Sprintf("%d/%d", b.Index+1, b.Of)}
+		for i := range row {
+			row[i] = csvCell(row[i])
+		}
+		w.Write(row)
 	}
 	w.Flush()
 	return buf.Bytes()
@@ -171,10 +179,10 @@ func preflightLines(r hbrbot.Request) []string {
 			missing.ids = append(missing.ids, id)
 		case c.Status != "" && c.Status != "ACTIVATED":
 			inactive.ids = append(inactive.ids, id)
-			inactive.details = append(inactive.details, fmt.Sprintf("• `%s` %s· %s · `%s`", id, name(c), c.Version, c.Status))
+			inactive.details = append(inactive.details, fmt.Sprintf("• %s %s· %s · %s", code(id), name(c), esc(c.Version), code(c.Status)))
 		default:
 			upgrade.ids = append(upgrade.ids, id)
-			upgrade.details = append(upgrade.details, fmt.Sprintf("• `%s` %s· %s → %s", id, name(c), c.Version, c.MaxVersion))
+			upgrade.details = append(upgrade.details, fmt.Sprintf("• %s %s· %s → %s", code(id), name(c), esc(c.Version), esc(c.MaxVersion)))
 		}
 	}
 	var lines []string
@@ -196,7 +204,7 @@ func name(c hbrbot.ClientInfo) string {
 	if c.InstanceName == "" {
 		return ""
 	}
-	return c.InstanceName + " "
+	return esc(c.InstanceName) + " "
 }
 
 // outcomeHeadline sums up a request's ended jobs for the card's top line.
@@ -235,7 +243,7 @@ func approvalsLine(r hbrbot.Request) string {
 	if len(r.Approvals) > 0 {
 		var mentions []string
 		for _, a := range r.Approvals {
-			mentions = append(mentions, "<@"+a+">")
+			mentions = append(mentions, mention(a))
 		}
 		who = strings.Join(mentions, ", ")
 	}
@@ -252,19 +260,19 @@ func cardFallback(r hbrbot.Request) string {
 	if r.DryRun {
 		prefix = "DRY RUN: "
 	}
-	return prefix + fmt.Sprintf("HBR client upgrade of %s in %s requested by <@%s>: %s", plural(r.Spec.Len(), "ID"),
-		r.Spec.Region, r.RequesterID, cardStateText(r))
+	return prefix + fmt.Sprintf("HBR client upgrade of %s in %s requested by %s: %s", plural(r.Spec.Len(), "ID"),
+		esc(r.Spec.Region), mention(r.RequesterID), cardStateText(r))
 }
 
 func cardStateText(r hbrbot.Request) string {
 	switch r.State {
 	case hbrbot.RequestApproved:
-		return fmt.Sprintf(":white_check_mark: Approved by <@%s> %s. Progress and results follow in this thread.", r.DecidedBy, stamp(r.DecidedAt))
+		return fmt.Sprintf(":white_check_mark: Approved by %s %s. Progress and results follow in this thread.", mention(r.DecidedBy), stamp(r.DecidedAt))
 	case hbrbot.RequestCancelled:
 		if r.DecidedBy == "" {
 			return ":no_entry_sign: Closed: nothing was done."
 		}
-		return fmt.Sprintf(":no_entry_sign: Cancelled by <@%s> %s. Nothing was done.", r.DecidedBy, stamp(r.DecidedAt))
+		return fmt.Sprintf(":no_entry_sign: Cancelled by %s %s. Nothing was done.", mention(r.DecidedBy), stamp(r.DecidedAt))
 	case hbrbot.RequestExpired:
 		return fmt.Sprintf(":hourglass: Expired unapproved %s. Nothing was done.", stamp(r.ExpiresAt))
 	}
@@ -279,7 +287,7 @@ func CardBlocks(r hbrbot.Request, batches []hbrbot.Batch) []slack.Block {
 	if tally, done := hbrbot.Overall(batches); done {
 		blocks = append([]slack.Block{section(outcomeHeadline(tally))}, blocks...)
 	}
-	blocks = append(blocks, contextLine(fmt.Sprintf("%s · request `%s`", cardStateText(r), r.ID)))
+	blocks = append(blocks, contextLine(fmt.Sprintf("%s · request %s", cardStateText(r), code(r.ID))))
 	if r.State == hbrbot.RequestPending {
 		approve := slack.NewButtonBlockElement(ActionApprove, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary)
 		cancel := slack.NewButtonBlockElement(ActionCancel, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Cancel", false, false)).WithStyle(slack.StyleDanger)
@@ -297,22 +305,22 @@ func jobName(b hbrbot.BatchStatus) string {
 
 // StartedReport is the reply naming a batch's TaskId and invalid IDs.
 func StartedReport(b hbrbot.Batch) (string, []slack.Block) {
-	text := fmt.Sprintf(":arrows_counterclockwise: %s started: HBR task `%s` for %s.", jobName(b.BatchStatus), b.TaskID, plural(b.Targets.Len(), "ID"))
+	text := fmt.Sprintf(":arrows_counterclockwise: %s started: HBR task %s for %s.", jobName(b.BatchStatus), code(b.TaskID), plural(b.Targets.Len(), "ID"))
 	lines := []string{text}
 	if len(b.Invalid) > 0 {
 		lines = append(lines, fmt.Sprintf(":warning: HBR refused %s:", plural(len(b.Invalid), "ID")))
 		for _, iv := range b.Invalid {
-			lines = append(lines, fmt.Sprintf("• `%s` %s", iv.ID, codeText(iv.ErrorCode)))
+			lines = append(lines, fmt.Sprintf("• %s %s", code(iv.ID), codeText(iv.ErrorCode)))
 		}
 	}
 	return text, sections(lines, blockLimit)
 }
 
-func codeText(code string) string {
-	if code == "" {
+func codeText(c string) string {
+	if c == "" {
 		return "(no code)"
 	}
-	return "`" + code + "`"
+	return code(c)
 }
 
 // outcomeGroups orders a report's groups, failures first; word is the
@@ -341,7 +349,7 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 	tally := hbrbot.Tally(outcomes)
 	task := ""
 	if b.TaskID != "" {
-		task = fmt.Sprintf(" (task `%s`)", b.TaskID)
+		task = fmt.Sprintf(" (task %s)", code(b.TaskID))
 	}
 	summary := fmt.Sprintf("*%s%s %s:* %s", jobName(b.BatchStatus), task, finalText(b.BatchStatus), summaryCounts(tally))
 	var lines []string
@@ -350,14 +358,14 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		lines = append(lines, dryRunLine)
 	}
 	if b.RequesterID != "" {
-		summary += fmt.Sprintf(" · <@%s>", b.RequesterID)
+		summary += " · " + mention(b.RequesterID)
 	}
 	lines = append(lines, summary)
 	if b.Error != nil {
 		if b.Error.Unknown {
 			lines = append(lines, "HBR may or may not have started this job, so it was not resubmitted. Check the clients in the HBR console before trying again. ("+unknownReason(b.Error)+")")
 		} else {
-			lines = append(lines, fmt.Sprintf("UpgradeBackupClients refused the batch: `%s` %s", b.Error.Code, hbrbot.Excerpt(b.Error.Message, 200)))
+			lines = append(lines, fmt.Sprintf("UpgradeBackupClients refused the batch: %s %s", code(b.Error.Code), esc(hbrbot.Excerpt(b.Error.Message, 200))))
 		}
 	}
 	codes := map[string]bool{}
@@ -376,10 +384,10 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 			switch {
 			case o.Kind != g.kind:
 			case o.Kind == hbrbot.OutcomeStillOld:
-				coded = append(coded, fmt.Sprintf("• `%s` %s → %s, latest %s", o.ID, o.Before, o.After, o.Latest))
+				coded = append(coded, fmt.Sprintf("• %s %s → %s, latest %s", code(o.ID), esc(o.Before), esc(o.After), esc(o.Latest)))
 				codes[o.Code] = true
 			case o.Code != "" && g.kind != hbrbot.OutcomeNotStarted:
-				coded = append(coded, fmt.Sprintf("• `%s` %s%s", o.ID, codeText(o.Code), versionNote(o)))
+				coded = append(coded, fmt.Sprintf("• %s %s%s", code(o.ID), codeText(o.Code), versionNote(o)))
 				codes[o.Code] = true
 			default:
 				ids = append(ids, o.ID)
@@ -414,7 +422,7 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 // versionNote is a failed client's version, when known.
 func versionNote(o hbrbot.Outcome) string {
 	if v := cmp.Or(o.After, o.Before); v != "" {
-		return " (" + v + ")"
+		return " (" + esc(v) + ")"
 	}
 	return ""
 }
@@ -432,7 +440,7 @@ func transition(outcomes []hbrbot.Outcome, kind hbrbot.OutcomeKind) string {
 			continue
 		}
 		known++
-		seen[cmp.Or(o.Before, "?")+" → "+o.After]++
+		seen[esc(cmp.Or(o.Before, "?"))+" → "+esc(o.After)]++
 		if hbrbot.CompareVersions(o.After, o.Latest) >= 0 {
 			latest++
 		}
@@ -500,7 +508,7 @@ func unknownReason(e *hbrbot.SubmissionError) string {
 	if e.Interrupted {
 		return "hbrbot stopped while UpgradeBackupClients was in flight"
 	}
-	return hbrbot.Excerpt(e.Message, 200)
+	return esc(hbrbot.Excerpt(e.Message, 200))
 }
 
 // ProgressReport is a request's live progress: one line per job with a
@@ -534,7 +542,7 @@ func ProgressReport(r hbrbot.Request, batches []hbrbot.BatchStatus, now time.Tim
 		default:
 			line = fmt.Sprintf("%s ended: %s", bar(100), finalText(b))
 		}
-		lines = append(lines, fmt.Sprintf("%s `%s` %s", jobName(b), b.TaskID, line))
+		lines = append(lines, fmt.Sprintf("%s %s %s", jobName(b), code(b.TaskID), line))
 	}
 	return strings.ReplaceAll(head, "*", ""), sections(lines, blockLimit)
 }
