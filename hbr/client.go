@@ -181,10 +181,14 @@ func (c *Client) call(ctx context.Context, action, region string, params map[str
 		}
 	}()
 	resp, err := sc.ProcessCommonRequest(req)
-	c.log.DebugContext(ctx, "hbr call", "action", action, "region", region, "elapsed", time.Since(start), "err", err)
 	if err != nil {
-		return nil, classify(action, err)
+		// The SDK's own error may quote the string to sign or the signed
+		// URL: only the classified, scrubbed one goes on.
+		ce := classify(action, err)
+		c.log.DebugContext(ctx, "hbr call", "action", action, "region", region, "elapsed", time.Since(start), "err", ce)
+		return nil, ce
 	}
+	c.log.DebugContext(ctx, "hbr call", "action", action, "region", region, "elapsed", time.Since(start))
 	body = resp.GetHttpContentBytes()
 	var env struct {
 		Success   *bool           `json:"Success"`
@@ -199,7 +203,7 @@ func (c *Client) call(ctx context.Context, action, region string, params map[str
 	}
 	code := rawString(env.Code)
 	if env.Success != nil && !*env.Success {
-		he := &hbrbot.HBRError{Action: action, Code: code, Message: env.Message,
+		he := &hbrbot.HBRError{Action: action, Code: code, Message: scrub(env.Message),
 			RequestID: env.RequestID, HTTPStatus: resp.GetHttpStatus()}
 		return nil, &callError{err: he, transient: transientCode(code)}
 	}
@@ -210,7 +214,7 @@ func (c *Client) call(ctx context.Context, action, region string, params map[str
 func classify(action string, err error) *callError {
 	var se *sdkerrors.ServerError
 	if errors.As(err, &se) {
-		he := &hbrbot.HBRError{Action: action, Code: se.ErrorCode(), Message: se.Message(),
+		he := &hbrbot.HBRError{Action: action, Code: se.ErrorCode(), Message: scrub(se.Message()),
 			RequestID: se.RequestId(), HTTPStatus: se.HttpStatus()}
 		return &callError{err: he, transient: transientCode(he.Code) || he.HTTPStatus >= 500}
 	}
@@ -229,16 +233,16 @@ func classify(action string, err error) *callError {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		// Sent, or partly sent, and no answer read: HBR may have acted.
-		return &callError{err: fmt.Errorf("%s: %v: %w", action, ue.Err, hbrbot.ErrOutcomeUnknown), ambiguous: true}
+		return &callError{err: fmt.Errorf("%s: %s: %w", action, scrub(ue.Err.Error()), hbrbot.ErrOutcomeUnknown), ambiguous: true}
 	}
 	var ne net.Error
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) {
 		// The answer's body could not be read (cut short, reset, timed
 		// out): HBR was answering, so it may have acted.
-		return &callError{err: fmt.Errorf("%s: reading answer: %v: %w", action, err, hbrbot.ErrOutcomeUnknown), ambiguous: true}
+		return &callError{err: fmt.Errorf("%s: reading answer: %s: %w", action, scrub(err.Error()), hbrbot.ErrOutcomeUnknown), ambiguous: true}
 	}
 	// Errors the SDK raises before sending (bad endpoint, signing, ...).
-	return &callError{err: fmt.Errorf("%s: %w", action, err), notSent: true}
+	return &callError{err: fmt.Errorf("%s: %s", action, scrub(err.Error())), notSent: true}
 }
 
 // transientCode reports whether HBR's code says the call was refused for
