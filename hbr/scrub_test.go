@@ -2,6 +2,7 @@ package hbr
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -53,7 +54,12 @@ func TestRotatedSecretRevealsNoToken(t *testing.T) {
 	if hbrbot.ErrorCode(err) != hbrtest.CodeSignatureDoesNotMatch {
 		t.Fatalf("DescribeTask: %v, want %s", err, hbrtest.CodeSignatureDoesNotMatch)
 	}
-	for _, where := range []string{err.Error(), logs.String()} {
+	var he *hbrbot.HBRError
+	if !errors.As(err, &he) {
+		t.Fatalf("%v is not an HBR answer", err)
+	}
+	// The message is what a batch keeps and a report shows.
+	for _, where := range []string{err.Error(), he.Message, logs.String()} {
 		for _, secret := range []string{token, "rotated-away-secret", "current-secret"} {
 			if strings.Contains(where, secret) {
 				t.Errorf("%q appears in %q", secret, where)
