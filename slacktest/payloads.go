@@ -16,7 +16,8 @@ const verificationToken = "fakeverificationtoken0000"
 type SlashCommand struct {
 	ChannelID, UserID, Text string
 	Command                 string // default "/hbr-upgrade"
-	TeamID                  string // default the server's team
+	// TeamID and EnterpriseID default to the user's (see User).
+	TeamID, EnterpriseID string
 }
 
 // SendSlashCommand delivers a slash_commands envelope with a complete payload
@@ -26,8 +27,12 @@ func (s *Server) SendSlashCommand(cmd SlashCommand) string {
 		cmd.Command = "/hbr-upgrade"
 	}
 	s.mu.Lock()
+	u := s.user(cmd.UserID)
 	if cmd.TeamID == "" {
-		cmd.TeamID = s.teamID
+		cmd.TeamID = u.TeamID
+	}
+	if cmd.EnterpriseID == "" {
+		cmd.EnterpriseID = u.EnterpriseID
 	}
 	payload := obj{
 		"token": verificationToken, "team_id": cmd.TeamID, "team_domain": "fake",
@@ -38,6 +43,9 @@ func (s *Server) SendSlashCommand(cmd SlashCommand) string {
 		"response_url":          s.newResponseURL(cmd.ChannelID, cmd.UserID, ""),
 		"trigger_id":            triggerID(),
 	}
+	if cmd.EnterpriseID != "" {
+		payload["enterprise_id"], payload["enterprise_name"] = cmd.EnterpriseID, "Fake Org"
+	}
 	s.mu.Unlock()
 	return s.SendEnvelope("slash_commands", payload, true)
 }
@@ -47,6 +55,8 @@ type BlockAction struct {
 	ChannelID, MessageTS, UserID, ActionID string
 	Value                                  string // default: the clicked button's value
 	BlockID                                string // default: the block holding the button
+	// TeamID is the payload's team (default the user's team, see User).
+	TeamID string
 }
 
 // SendBlockAction delivers an interactive block_actions envelope for a click
@@ -80,15 +90,23 @@ func (s *Server) SendBlockAction(a BlockAction) string {
 	action["block_id"], action["action_ts"] = blockID, actionTS()
 
 	container := obj{"type": "message", "message_ts": a.MessageTS, "channel_id": a.ChannelID, "is_ephemeral": m != nil && m.Ephemeral}
+	u := s.user(a.UserID)
+	if a.TeamID == "" {
+		a.TeamID = u.TeamID
+	}
+	var enterprise any
+	if u.EnterpriseID != "" {
+		enterprise = obj{"id": u.EnterpriseID, "name": "Fake Org"}
+	}
 	payload := obj{
 		"type":                  "block_actions",
-		"user":                  obj{"id": a.UserID, "username": s.userName(a.UserID), "name": s.userName(a.UserID), "team_id": s.teamID},
+		"user":                  obj{"id": a.UserID, "username": s.userName(a.UserID), "name": s.userName(a.UserID), "team_id": u.TeamID},
 		"api_app_id":            AppID,
 		"token":                 verificationToken,
 		"container":             container,
 		"trigger_id":            triggerID(),
-		"team":                  obj{"id": s.teamID, "domain": "fake"},
-		"enterprise":            nil,
+		"team":                  obj{"id": a.TeamID, "domain": "fake"},
+		"enterprise":            enterprise,
 		"is_enterprise_install": false,
 		"channel":               obj{"id": a.ChannelID, "name": strings.ToLower(a.ChannelID)},
 		"state":                 obj{"values": obj{}},

@@ -53,6 +53,10 @@ func WithAckTimeout(d time.Duration) Option { return func(s *Server) { s.ackTime
 // WithTeamID sets the workspace ID (default "T0TEST").
 func WithTeamID(id string) Option { return func(s *Server) { s.teamID = id } }
 
+// WithEnterpriseID makes the workspace part of an Enterprise Grid org
+// (auth.test and payloads then carry its ID).
+func WithEnterpriseID(id string) Option { return func(s *Server) { s.enterpriseID = id } }
+
 // Call is one recorded HTTP request.
 type Call struct {
 	Method string         // Web API method, or "response_url"
@@ -80,11 +84,26 @@ type Message struct {
 	Files []string
 }
 
-// User is a workspace member known to users.info and used for display names
-// in payloads. Unknown IDs get a name derived from the ID.
+// User is someone known to users.info and used for display names in
+// payloads. Unknown IDs are full members of the server's workspace, with a
+// name derived from the ID.
 type User struct {
 	ID, Name, RealName string
 	IsBot, Deleted     bool
+	// TeamID is the user's own workspace (default the server's): another
+	// one for a Slack Connect member of another organisation.
+	TeamID, EnterpriseID string
+	// Guests: multi-channel (restricted) and single-channel (ultra).
+	IsRestricted, IsUltraRestricted bool
+}
+
+// Channel is a conversation known to conversations.info. Unknown IDs are
+// public channels of the server's workspace, shared with nobody.
+type Channel struct {
+	ID        string
+	IsPrivate bool
+	// IsExtShared: shared with another organisation (Slack Connect).
+	IsExtShared bool
 }
 
 type fault struct {
@@ -102,6 +121,7 @@ type responseURL struct {
 // Server is a fake Slack. Its zero value is not usable; call NewServer.
 type Server struct {
 	botToken, appToken, teamID string
+	enterpriseID               string
 	pingInterval, ackTimeout   time.Duration
 
 	httpSrv *http.Server
@@ -122,6 +142,7 @@ type Server struct {
 
 	userGroups map[string][]string
 	users      map[string]User
+	channels   map[string]Channel
 	respURLs   map[int]*responseURL
 	nextResp   int
 	files      fileStore // see files.go
@@ -151,6 +172,7 @@ func NewServer(opts ...Option) *Server {
 		byKey:        map[string]*Message{},
 		userGroups:   map[string][]string{},
 		users:        map[string]User{},
+		channels:     map[string]Channel{},
 		respURLs:     map[int]*responseURL{},
 		tickets:      map[string]bool{},
 		envelopes:    map[string]*envelope{},
@@ -293,6 +315,25 @@ func (s *Server) SetUser(u User) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.users[u.ID] = u
+}
+
+// SetChannel registers a conversation for conversations.info.
+func (s *Server) SetChannel(c Channel) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.channels[c.ID] = c
+}
+
+// user is id's record, the server's member by default. Callers hold s.mu.
+func (s *Server) user(id string) User {
+	u, ok := s.users[id]
+	if !ok {
+		u = User{ID: id, Name: strings.ToLower(id)}
+	}
+	if u.TeamID == "" {
+		u.TeamID, u.EnterpriseID = s.teamID, s.enterpriseID
+	}
+	return u
 }
 
 // userName returns the display name for id. Callers hold s.mu.

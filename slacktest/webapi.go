@@ -27,6 +27,7 @@ var apiMethods = map[string]apiHandler{
 	"chat.update":                  (*Server).chatUpdate,
 	"chat.postEphemeral":           (*Server).chatPostEphemeral,
 	"chat.getPermalink":            (*Server).chatGetPermalink,
+	"conversations.info":           (*Server).conversationsInfo,
 	"conversations.replies":        (*Server).conversationsReplies,
 	"files.getUploadURLExternal":   (*Server).filesGetUploadURLExternal,
 	"files.completeUploadExternal": (*Server).filesCompleteUploadExternal,
@@ -138,8 +139,12 @@ func marshalRaw(v any) json.RawMessage {
 }
 
 func (s *Server) authTest(_ *http.Request) (obj, string) {
-	return obj{"url": s.base + "/", "team": "Fake Team", "user": "hbrbot", "team_id": s.teamID,
-		"user_id": BotUserID, "bot_id": BotID, "is_enterprise_install": false}, ""
+	o := obj{"url": s.base + "/", "team": "Fake Team", "user": "hbrbot", "team_id": s.teamID,
+		"user_id": BotUserID, "bot_id": BotID, "is_enterprise_install": false}
+	if s.enterpriseID != "" {
+		o["enterprise_id"] = s.enterpriseID
+	}
+	return o, ""
 }
 
 func (s *Server) chatPostMessage(r *http.Request) (obj, string) {
@@ -329,12 +334,37 @@ func (s *Server) usergroupsUsersList(r *http.Request) (obj, string) {
 }
 
 func (s *Server) usersInfo(r *http.Request) (obj, string) {
-	u, ok := s.users[r.Form.Get("user")]
-	if !ok {
+	id := r.Form.Get("user")
+	if id == "" {
 		return nil, "user_not_found"
 	}
-	return obj{"user": obj{"id": u.ID, "team_id": s.teamID, "name": u.Name, "real_name": u.RealName,
-		"deleted": u.Deleted, "is_bot": u.IsBot, "profile": obj{"real_name": u.RealName, "display_name": u.Name}}}, ""
+	u := s.user(id)
+	o := obj{"id": u.ID, "team_id": u.TeamID, "name": u.Name, "real_name": u.RealName,
+		"deleted": u.Deleted, "is_bot": u.IsBot, "is_restricted": u.IsRestricted, "is_ultra_restricted": u.IsUltraRestricted,
+		"profile": obj{"real_name": u.RealName, "display_name": u.Name}}
+	if u.EnterpriseID != "" {
+		o["enterprise_user"] = obj{"id": u.ID, "enterprise_id": u.EnterpriseID, "teams": []string{u.TeamID}}
+	}
+	if u.TeamID != s.teamID {
+		o["is_stranger"] = true
+	}
+	return obj{"user": o}, ""
+}
+
+// conversationsInfo describes a channel: private or not, shared with
+// another organisation or not.
+func (s *Server) conversationsInfo(r *http.Request) (obj, string) {
+	id := r.Form.Get("channel")
+	if id == "" {
+		return nil, "channel_not_found"
+	}
+	c, ok := s.channels[id]
+	if !ok {
+		c = Channel{ID: id}
+	}
+	return obj{"channel": obj{"id": c.ID, "name": strings.ToLower(c.ID), "is_channel": !c.IsPrivate, "is_group": c.IsPrivate,
+		"is_private": c.IsPrivate, "is_ext_shared": c.IsExtShared, "is_shared": c.IsExtShared, "is_org_shared": false,
+		"context_team_id": s.teamID}}, ""
 }
 
 // wireMessage renders m the way the Web API returns messages. Callers hold s.mu.

@@ -328,3 +328,35 @@ func TestResponseURL(t *testing.T) {
 		t.Errorf("unknown response_url: %v", err)
 	}
 }
+
+// TestOrganisationFacts: what the bot reads to tell its own organisation's
+// members from others, guests and shared channels, through slack-go.
+func TestOrganisationFacts(t *testing.T) {
+	srv := slacktest.NewServer(slacktest.WithTeamID("T0HOME"), slacktest.WithEnterpriseID("E0HOME"))
+	t.Cleanup(srv.Close)
+	api := newAPI(srv, "xapp-test")
+	ctx := waitCtx(t)
+	srv.SetUser(slacktest.User{ID: "U0OTHER", TeamID: "T0OTHER"})
+	srv.SetUser(slacktest.User{ID: "U0GUEST", IsRestricted: true})
+	srv.SetChannel(slacktest.Channel{ID: "C0SHARED", IsExtShared: true})
+
+	auth, err := api.AuthTestContext(ctx)
+	if err != nil || auth.TeamID != "T0HOME" || auth.EnterpriseID != "E0HOME" || auth.BotID != slacktest.BotID {
+		t.Fatalf("auth.test = %+v, %v", auth, err)
+	}
+	for _, tc := range []struct {
+		id, team   string
+		restricted bool
+	}{{"U0ALICE", "T0HOME", false}, {"U0OTHER", "T0OTHER", false}, {"U0GUEST", "T0HOME", true}} {
+		u, err := api.GetUserInfoContext(ctx, tc.id)
+		if err != nil || u.TeamID != tc.team || u.IsRestricted != tc.restricted {
+			t.Errorf("users.info %s = %+v, %v; want team %s restricted %v", tc.id, u, err, tc.team, tc.restricted)
+		}
+	}
+	for id, shared := range map[string]bool{"C0SHARED": true, "C0OPS": false} {
+		c, err := api.GetConversationInfoContext(ctx, &slack.GetConversationInfoInput{ChannelID: id})
+		if err != nil || c.IsExtShared != shared {
+			t.Errorf("conversations.info %s: ext shared %v, %v; want %v", id, c != nil && c.IsExtShared, err, shared)
+		}
+	}
+}
