@@ -69,8 +69,6 @@ const (
 	cmdMaxTokens = 100_000
 	// cmdExcerptRunes is the most runes of a word an error message quotes.
 	cmdExcerptRunes = 32
-	// cmdMaxIDRest is the most characters after "i-" or "c-".
-	cmdMaxIDRest = 64
 )
 
 const (
@@ -170,7 +168,7 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 			}
 			switch key {
 			case cmdFlagRegion:
-				if !cmdValidRegion(value) {
+				if !ValidRegion(value) {
 					return Command{}, cmdErrorf("%s is not a region ID. Region IDs are lowercase, like `cn-hangzhou` or `ap-southeast-1`.", cmdQuote(value))
 				}
 				spec.Region = value
@@ -225,7 +223,7 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 			return Command{}, cmdErrorf("%s takes no IDs or flags: use `/hbr-upgrade status` on its own.", cmdQuote(t))
 		case strings.HasPrefix(t, "<@") || strings.HasPrefix(t, "<#") || strings.HasPrefix(t, "<!"):
 			return Command{}, cmdErrorf("%s is a Slack mention, not an instance or client ID.", cmdQuote(t))
-		case cmdValidRegion(t):
+		case ValidRegion(t):
 			return Command{}, cmdErrorf("%s is not an ID. To choose a region, put `--region` before it.", cmdQuote(t))
 		}
 		return Command{}, cmdErrorf("%s is not an instance ID (`i-…`), a client ID (`c-…`) or a flag.", cmdQuote(t))
@@ -338,8 +336,12 @@ func cmdFlagExample(key string) string {
 	return "`--cross-account-role hbrcrossrole`"
 }
 
-// cmdCheckID checks a word that starts with i- or c- (in any case).
+// cmdCheckID checks a word that starts with i- or c- (in any case), and
+// says what is wrong with it.
 func cmdCheckID(t string) *CommandError {
+	if ValidInstanceID(t) || ValidClientID(t) {
+		return nil
+	}
 	kind := "instance"
 	if t[0] == 'c' || t[0] == 'C' {
 		kind = "client"
@@ -362,42 +364,10 @@ func cmdCheckID(t string) *CommandError {
 	if upper {
 		return cmdErrorf("%s has capital letters: %s IDs are lowercase.", cmdQuote(t), kind)
 	}
-	if len(rest) > cmdMaxIDRest {
-		return cmdErrorf("%s is too long for an %s ID (at most %d characters after `%s`).", cmdQuote(t), kind, cmdMaxIDRest, prefix)
+	if len(rest) > MaxIDChars {
+		return cmdErrorf("%s is too long for an %s ID (at most %d characters after `%s`).", cmdQuote(t), kind, MaxIDChars, prefix)
 	}
 	return nil
-}
-
-// cmdValidRegion says whether s looks like an Alibaba Cloud region ID: at
-// most 32 bytes, two or more lowercase letters, then one or more parts of
-// lowercase letters and digits, each after a hyphen (cn-hangzhou,
-// ap-southeast-1, cn-shanghai-finance-1). The list of regions is not
-// checked. No instance or client ID has this shape.
-func cmdValidRegion(s string) bool {
-	if len(s) > 32 {
-		return false
-	}
-	i := 0
-	for i < len(s) && 'a' <= s[i] && s[i] <= 'z' {
-		i++
-	}
-	if i < 2 || i == len(s) {
-		return false
-	}
-	for i < len(s) {
-		if s[i] != '-' {
-			return false
-		}
-		i++
-		start := i
-		for i < len(s) && ('a' <= s[i] && s[i] <= 'z' || '0' <= s[i] && s[i] <= '9') {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	return true
 }
 
 // cmdParseUserID parses an Alibaba Cloud account ID: a positive decimal
@@ -412,7 +382,7 @@ func cmdParseUserID(s string) (int64, bool) {
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil && n > 0
+	return n, err == nil && ValidAccountID(n)
 }
 
 // cmdValidRole says whether s is a valid RAM role name: 1..64 letters,

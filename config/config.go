@@ -18,7 +18,6 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +27,8 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/joho/godotenv"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hbrbot/hbrbot"
 )
 
 // Names of the environment variables.
@@ -245,12 +246,6 @@ func init() {
 	}
 }
 
-var (
-	regionRE   = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+)+$`)
-	approverRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
-	channelRE  = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
-)
-
 // Load reads the configuration. Each variable's value comes from getenv (the
 // real environment) when that is not empty, else from the .env file named
 // envFile, else from its default. Values are trimmed of surrounding
@@ -419,7 +414,7 @@ func (v *validator) validate(raw rawConfig) Config {
 
 	regionOK := false
 	if !v.failed[varRegion] {
-		if regionRE.MatchString(raw.Region) {
+		if hbrbot.ValidRegion(raw.Region) {
 			c.Region = raw.Region
 			regionOK = true
 		} else {
@@ -474,12 +469,12 @@ func (v *validator) validate(raw rawConfig) Config {
 		c.HBRRateLimit = raw.HBRRateLimit
 	}
 
-	c.Approvers = v.ids(varApprovers, raw.Approvers, approverRE, "Slack user or user-group IDs (U..., W..., S...)")
+	c.Approvers = v.ids(varApprovers, raw.Approvers, hbrbot.ValidUserOrGroupID, "Slack user or user-group IDs (U..., W..., S...)")
 	c.AllowSelfApproval = raw.AllowSelfApproval
-	c.Requesters = v.ids(varRequesters, raw.Requesters, approverRE, "Slack user or user-group IDs (U..., W..., S...)")
+	c.Requesters = v.ids(varRequesters, raw.Requesters, hbrbot.ValidUserOrGroupID, "Slack user or user-group IDs (U..., W..., S...)")
 	if !v.failed[varRequiredApprovals] {
-		if raw.RequiredApprovals < 1 || raw.RequiredApprovals > 10 {
-			v.add(varRequiredApprovals, "%d is not between 1 and 10", raw.RequiredApprovals)
+		if !hbrbot.ValidApprovals(raw.RequiredApprovals) {
+			v.add(varRequiredApprovals, "%d is not between %d and %d", raw.RequiredApprovals, hbrbot.MinApprovals, hbrbot.MaxApprovals)
 		}
 		c.RequiredApprovals = raw.RequiredApprovals
 	}
@@ -493,7 +488,7 @@ func (v *validator) validate(raw rawConfig) Config {
 	if err := c.LogLevel.UnmarshalText([]byte(raw.LogLevel)); err != nil {
 		v.add(varLogLevel, "%s is not debug, info, warn or error", show(raw.LogLevel))
 	}
-	c.AllowedChannels = v.ids(varAllowedChannels, raw.AllowedChannels, channelRE, "Slack channel IDs (C..., G..., D...)")
+	c.AllowedChannels = v.ids(varAllowedChannels, raw.AllowedChannels, hbrbot.ValidChannelID, "Slack channel IDs (C..., G..., D...)")
 
 	if !v.failed[varMaxTargets] {
 		if raw.MaxTargets < MinMaxTargets || raw.MaxTargets > MaxMaxTargets {
@@ -674,8 +669,8 @@ func (v *validator) duration(name string, d, atLeast time.Duration) time.Duratio
 }
 
 // ids trims the items, drops empty ones and duplicates, and checks each
-// against re.
-func (v *validator) ids(name string, items []string, re *regexp.Regexp, what string) []string {
+// with valid.
+func (v *validator) ids(name string, items []string, valid func(string) bool, what string) []string {
 	if v.failed[name] {
 		return nil
 	}
@@ -686,7 +681,7 @@ func (v *validator) ids(name string, items []string, re *regexp.Regexp, what str
 			continue
 		}
 		out = append(out, it)
-		if !re.MatchString(it) {
+		if !valid(it) {
 			bad = append(bad, show(it))
 		}
 	}

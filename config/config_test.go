@@ -290,6 +290,7 @@ func TestInvalid(t *testing.T) {
 		{"region upper case", map[string]string{"ALIBABA_CLOUD_REGION_ID": "CN-HANGZHOU"}, "ALIBABA_CLOUD_REGION_ID", `"CN-HANGZHOU" is not a region`},
 		{"region no dash", map[string]string{"ALIBABA_CLOUD_REGION_ID": "hangzhou"}, "ALIBABA_CLOUD_REGION_ID", "not a region"},
 		{"region host injection", map[string]string{"ALIBABA_CLOUD_REGION_ID": "cn-hangzhou.evil.com/x"}, "ALIBABA_CLOUD_REGION_ID", "not a region"},
+		{"region longer than the command accepts", map[string]string{"ALIBABA_CLOUD_REGION_ID": "cn-" + strings.Repeat("a", 30)}, "ALIBABA_CLOUD_REGION_ID", "not a region"},
 		{"endpoint path", map[string]string{"HBR_ENDPOINT": "https://hbr.example.com/v1"}, "HBR_ENDPOINT", "without path"},
 		{"endpoint query", map[string]string{"HBR_ENDPOINT": "https://hbr.example.com?a=b"}, "HBR_ENDPOINT", "query"},
 		{"endpoint fragment", map[string]string{"HBR_ENDPOINT": "https://hbr.example.com/#x"}, "HBR_ENDPOINT", "fragment"},
