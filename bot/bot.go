@@ -214,14 +214,14 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 	if err != nil {
 		b.log.InfoContext(ctx, "command refused", "user", cmd.UserID, "channel", cmd.ChannelID, "err", err)
 		b.obs.Command("refused")
-		b.ack(ctx, req, ephemeral(":x: "+err.Error()+"\nType `"+Command+" help` for usage."))
+		b.ack(ctx, req, ephemeral(":x: "+InputErrorText(err)+"\nType `"+Command+" help` for usage."))
 		b.spawn(ctx, func(ctx context.Context) { b.flow.Refused(ctx, inv, err) })
 		return
 	}
 	switch parsed.Kind {
 	case hbrbot.CommandHelp:
 		b.obs.Command("help")
-		b.ack(ctx, req, ephemeral(hbrbot.Usage()))
+		b.ack(ctx, req, ephemeral(UsageText()))
 	case hbrbot.CommandStatus:
 		b.obs.Command("status")
 		b.ack(ctx, req, nil)
