@@ -597,7 +597,7 @@ func (v *validator) httpAddr(value string) string {
 func (v *validator) err() *Error {
 	var secrets []string
 	for _, vr := range variables {
-		if vr.Secrecy == Secret {
+		if vr.Secrecy == Secret && vr.Name != varRedisURL { // a Redis URL's secret is its password, below
 			secrets = append(secrets, v.environ[vr.Name])
 		}
 	}

@@ -770,3 +770,12 @@ func TestVariablesTable(t *testing.T) {
 		t.Errorf("the table sets %d of Config's %d fields", len(fields), n)
 	}
 }
+
+// TestRedisURLScrubbedOnlyOfItsPassword: a Redis URL is secret only in its
+// password, so the rest of it does not blank out other variables' values.
+func TestRedisURLScrubbedOnlyOfItsPassword(t *testing.T) {
+	e := loadErr(t, with(map[string]string{"REDIS_URL": "sometimes", "HBRBOT_POLL_INTERVAL": "sometimes"}), "")
+	if !strings.Contains(e.Error(), `HBRBOT_POLL_INTERVAL: "sometimes" is not a duration`) {
+		t.Errorf("error:\n%v", e)
+	}
+}
