@@ -46,15 +46,80 @@ import (
 // case-insensitively ("_" may stand for "-" in flag names); IDs, regions
 // and values are not folded: an ID or region with capitals is refused.
 
-// CommandError is a slash command text that cannot be parsed. Its message
-// says what is wrong, for the user who typed the command: it is Slack mrkdwn,
-// safe to post as it is (the few words of the input it quotes are cut to a
-// short prefix, put in a code span, and escaped: & < >).
-type CommandError struct {
-	Message string
+// InputError is a slash command text that cannot be parsed: what is wrong,
+// and the facts needed to say so. Package bot words it for the user
+// (bot.InputErrorText); Error is for logs and tests.
+type InputError struct {
+	Problem InputProblem
+	// Token is the word of the input at fault, normalized as above and cut
+	// to its first cmdMaxTokenBytes bytes. It is the user's text: quote it
+	// with care.
+	Token string
+	// Flag is the flag concerned, as its name is written after "--" (one
+	// of the Flag... constants).
+	Flag string
+	// Prefix is the kind of ID at fault: "i-" (instance) or "c-" (client).
+	Prefix string
+	// Suggestion is what the user probably meant (ProblemRoleARN: the role
+	// name at the end of the ARN); often empty.
+	Suggestion string
+	// Count is how many distinct IDs the command names
+	// (ProblemTooManyIDs).
+	Count int
+	// Limit is the bound the input broke: the most words read
+	// (ProblemTooManyWords) or characters after the ID's prefix
+	// (ProblemIDTooLong).
+	Limit int
+	// MaxTargets is the most IDs one command may name
+	// (ProblemTooManyWords, ProblemTooManyIDs, ProblemBadLimit).
+	MaxTargets int
 }
 
-func (e *CommandError) Error() string { return e.Message }
+// Error is short and for developers, e.g. `input: unknown_flag "--foo"`.
+func (e *InputError) Error() string {
+	switch {
+	case e.Token != "":
+		return fmt.Sprintf("input: %s %q", e.Problem, e.Token)
+	case e.Flag != "":
+		return fmt.Sprintf("input: %s --%s", e.Problem, e.Flag)
+	}
+	return "input: " + string(e.Problem)
+}
+
+// InputProblem is what is wrong with a command's text.
+type InputProblem string
+
+// The problems of an InputError, and the fields they set.
+const (
+	ProblemStatusNotAlone       InputProblem = "status_not_alone"       // "status" then more: Token is the next word
+	ProblemStatusNotFirst       InputProblem = "status_not_first"       // Token
+	ProblemHelpNotFirst         InputProblem = "help_not_first"         // Token
+	ProblemTooManyWords         InputProblem = "too_many_words"         // Limit, MaxTargets
+	ProblemWordTooLong          InputProblem = "word_too_long"          // Token
+	ProblemLoneDash             InputProblem = "lone_dash"              // Token
+	ProblemUnknownFlag          InputProblem = "unknown_flag"           // Token
+	ProblemFlagTakesNoValue     InputProblem = "flag_takes_no_value"    // Flag
+	ProblemFlagRepeated         InputProblem = "flag_repeated"          // Flag
+	ProblemFlagNeedsValue       InputProblem = "flag_needs_value"       // Flag
+	ProblemBadRegion            InputProblem = "bad_region"             // Token
+	ProblemBadAccountID         InputProblem = "bad_account_id"         // Token
+	ProblemBadLimit             InputProblem = "bad_limit"              // Token, MaxTargets
+	ProblemRoleARN              InputProblem = "role_arn"               // Token, Suggestion if any
+	ProblemBadRole              InputProblem = "bad_role"               // Token
+	ProblemIncompleteID         InputProblem = "incomplete_id"          // Token, Prefix
+	ProblemIDBadCharacter       InputProblem = "id_bad_character"       // Token, Prefix
+	ProblemIDCapitals           InputProblem = "id_capitals"            // Token, Prefix
+	ProblemIDTooLong            InputProblem = "id_too_long"            // Token, Prefix, Limit
+	ProblemMention              InputProblem = "mention"                // Token
+	ProblemRegionWithoutFlag    InputProblem = "region_without_flag"    // Token
+	ProblemUnknownWord          InputProblem = "unknown_word"           // Token
+	ProblemOutdatedWithIDs      InputProblem = "outdated_with_ids"      // no other field
+	ProblemLimitWithoutOutdated InputProblem = "limit_without_outdated" // no other field
+	ProblemNoIDs                InputProblem = "no_ids"                 // no other field
+	ProblemTooManyIDs           InputProblem = "too_many_ids"           // Count, MaxTargets
+	ProblemRoleWithoutUserID    InputProblem = "role_without_user_id"   // no other field
+	ProblemUserIDWithoutRole    InputProblem = "user_id_without_role"   // no other field
+)
 
 const (
 	// cmdDefaultMaxTargets is the limit ParseCommand applies when given
@@ -67,25 +132,22 @@ const (
 	cmdMaxMarkupBytes = 1024
 	// cmdMaxTokens is the most words ever looked at.
 	cmdMaxTokens = 100_000
-	// cmdExcerptRunes is the most runes of a word an error message quotes.
-	cmdExcerptRunes = 32
-	// cmdMaxIDRest is the most characters after "i-" or "c-".
-	cmdMaxIDRest = 64
 )
 
+// The flags, as written after "--".
 const (
-	cmdFlagRegion = "region"
-	cmdFlagUserID = "cross-account-user-id"
-	cmdFlagRole   = "cross-account-role"
-	cmdFlagDryRun = "dry-run"  // takes no value
-	cmdFlagForce  = "force"    // takes no value
-	cmdFlagStale  = "outdated" // takes no value: select the region's outdated clients
-	cmdFlagLimit  = "limit"
+	FlagRegion             = "region"
+	FlagCrossAccountUserID = "cross-account-user-id"
+	FlagCrossAccountRole   = "cross-account-role"
+	FlagDryRun             = "dry-run"  // takes no value
+	FlagForce              = "force"    // takes no value
+	FlagOutdated           = "outdated" // takes no value: select the region's outdated clients
+	FlagLimit              = "limit"
 )
 
 // ParseCommand parses the text of the slash command. maxTargets is the most
 // distinct IDs an upgrade may name (HBRBOT_MAX_TARGETS); 0 or less means 500.
-// Any error is a *CommandError. It never panics, and it reads at most a few
+// Any error is an *InputError. It never panics, and it reads at most a few
 // thousand words of the text (2*maxTargets+32), so a huge text costs little.
 func ParseCommand(text string, maxTargets int) (Command, error) {
 	if maxTargets <= 0 {
@@ -105,13 +167,13 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 			return Command{Kind: CommandHelp}, nil
 		case "status":
 			if len(toks) > 1 {
-				return Command{}, cmdErrorf("`status` takes nothing after it, not %s: use `/hbr-upgrade status` on its own.", cmdQuote(toks[1].text))
+				return Command{}, &InputError{Problem: ProblemStatusNotAlone, Token: toks[1].text}
 			}
 			return Command{Kind: CommandStatus}, nil
 		}
 	}
 	if more {
-		return Command{}, cmdErrorf("The command is too long: more than %d words. One command may name at most %d IDs.", limit, maxTargets)
+		return Command{}, &InputError{Problem: ProblemTooManyWords, Limit: limit, MaxTargets: maxTargets}
 	}
 
 	var (
@@ -124,40 +186,35 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 		tok := toks[i]
 		t := tok.text
 		if tok.long {
-			return Command{}, cmdErrorf("%s is too long to be an ID, a flag or a flag's value.", cmdQuote(t))
+			return Command{}, &InputError{Problem: ProblemWordTooLong, Token: t}
 		}
 		if strings.HasPrefix(t, "-") {
 			name, value, hasValue := strings.Cut(t, "=")
 			key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(strings.TrimPrefix(name, "-"), "-"), "_", "-"))
 			switch key {
-			case cmdFlagRegion, cmdFlagUserID, cmdFlagRole, cmdFlagLimit:
-			case cmdFlagStale:
+			case FlagRegion, FlagCrossAccountUserID, FlagCrossAccountRole, FlagLimit:
+			case FlagOutdated, FlagDryRun, FlagForce:
 				if hasValue {
-					return Command{}, cmdErrorf("`--outdated` takes no value.")
+					return Command{}, &InputError{Problem: ProblemFlagTakesNoValue, Flag: key}
 				}
-				spec.Outdated = true
-				continue
-			case cmdFlagDryRun:
-				if hasValue {
-					return Command{}, cmdErrorf("`--dry-run` takes no value.")
+				switch key {
+				case FlagOutdated:
+					spec.Outdated = true
+				case FlagDryRun:
+					spec.DryRun = true
+				case FlagForce:
+					spec.Force = true
 				}
-				spec.DryRun = true
-				continue
-			case cmdFlagForce:
-				if hasValue {
-					return Command{}, cmdErrorf("`--force` takes no value.")
-				}
-				spec.Force = true
 				continue
 			case "":
-				return Command{}, cmdErrorf("%s on its own is neither an ID nor a flag; flags are written like `--region cn-hangzhou`.", cmdQuote(t))
+				return Command{}, &InputError{Problem: ProblemLoneDash, Token: t}
 			case "help", "h":
-				return Command{}, cmdErrorf("%s must come first: type `/hbr-upgrade help` for the usage.", cmdQuote(name))
+				return Command{}, &InputError{Problem: ProblemHelpNotFirst, Token: name}
 			default:
-				return Command{}, cmdErrorf("Unknown flag %s. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role`, `--dry-run`, `--force`, `--outdated` and `--limit`.", cmdQuote(name))
+				return Command{}, &InputError{Problem: ProblemUnknownFlag, Token: name}
 			}
 			if flags[key] {
-				return Command{}, cmdErrorf("`--%s` is given more than once.", key)
+				return Command{}, &InputError{Problem: ProblemFlagRepeated, Flag: key}
 			}
 			flags[key] = true
 			if !hasValue || value == "" {
@@ -165,32 +222,32 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 					i++
 					value = toks[i].text
 				} else {
-					return Command{}, cmdErrorf("`--%s` needs a value, like %s.", key, cmdFlagExample(key))
+					return Command{}, &InputError{Problem: ProblemFlagNeedsValue, Flag: key}
 				}
 			}
 			switch key {
-			case cmdFlagRegion:
-				if !cmdValidRegion(value) {
-					return Command{}, cmdErrorf("%s is not a region ID. Region IDs are lowercase, like `cn-hangzhou` or `ap-southeast-1`.", cmdQuote(value))
+			case FlagRegion:
+				if !ValidRegion(value) {
+					return Command{}, &InputError{Problem: ProblemBadRegion, Token: value}
 				}
 				spec.Region = value
-			case cmdFlagUserID:
+			case FlagCrossAccountUserID:
 				uid, ok := cmdParseUserID(value)
 				if !ok {
-					return Command{}, cmdErrorf("`--cross-account-user-id` takes an Alibaba Cloud account ID (digits only, like `1234567890123456`), not %s.", cmdQuote(value))
+					return Command{}, &InputError{Problem: ProblemBadAccountID, Token: value}
 				}
 				if spec.CrossAccount == nil {
 					spec.CrossAccount = &CrossAccount{}
 				}
 				spec.CrossAccount.UserID = uid
 				uidSet = true
-			case cmdFlagLimit:
+			case FlagLimit:
 				n, err := strconv.Atoi(value)
 				if err != nil || n < 1 || n > maxTargets {
-					return Command{}, cmdErrorf("`--limit` takes a number of clients from 1 to %d, not %s.", maxTargets, cmdQuote(value))
+					return Command{}, &InputError{Problem: ProblemBadLimit, Token: value, MaxTargets: maxTargets}
 				}
 				spec.Limit = n
-			case cmdFlagRole:
+			case FlagCrossAccountRole:
 				if err := cmdCheckRole(value); err != nil {
 					return Command{}, err
 				}
@@ -220,22 +277,22 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 		}
 		switch {
 		case lower == "help" || lower == "?":
-			return Command{}, cmdErrorf("%s must come first: type `/hbr-upgrade help` for the usage.", cmdQuote(t))
+			return Command{}, &InputError{Problem: ProblemHelpNotFirst, Token: t}
 		case lower == "status":
-			return Command{}, cmdErrorf("%s takes no IDs or flags: use `/hbr-upgrade status` on its own.", cmdQuote(t))
+			return Command{}, &InputError{Problem: ProblemStatusNotFirst, Token: t}
 		case strings.HasPrefix(t, "<@") || strings.HasPrefix(t, "<#") || strings.HasPrefix(t, "<!"):
-			return Command{}, cmdErrorf("%s is a Slack mention, not an instance or client ID.", cmdQuote(t))
-		case cmdValidRegion(t):
-			return Command{}, cmdErrorf("%s is not an ID. To choose a region, put `--region` before it.", cmdQuote(t))
+			return Command{}, &InputError{Problem: ProblemMention, Token: t}
+		case ValidRegion(t):
+			return Command{}, &InputError{Problem: ProblemRegionWithoutFlag, Token: t}
 		}
-		return Command{}, cmdErrorf("%s is not an instance ID (`i-…`), a client ID (`c-…`) or a flag.", cmdQuote(t))
+		return Command{}, &InputError{Problem: ProblemUnknownWord, Token: t}
 	}
 
 	switch {
 	case spec.Outdated && spec.Len() > 0:
-		return Command{}, cmdErrorf("`--outdated` selects the clients itself: give it no IDs, as in `--outdated --region cn-hangzhou`.")
+		return Command{}, &InputError{Problem: ProblemOutdatedWithIDs}
 	case spec.Limit > 0 && !spec.Outdated:
-		return Command{}, cmdErrorf("`--limit` goes with `--outdated` only.")
+		return Command{}, &InputError{Problem: ProblemLimitWithoutOutdated}
 	case spec.Outdated:
 		if spec.Limit == 0 {
 			spec.Limit = maxTargets
@@ -243,77 +300,15 @@ func ParseCommand(text string, maxTargets int) (Command, error) {
 		return Command{Kind: CommandUpgrade, Upgrade: spec}, cmdCheckCross(spec, uidSet)
 	}
 	if spec.Len() == 0 {
-		return Command{}, cmdErrorf("No instance or client IDs given. Example: `/hbr-upgrade i-bp1abc c-000xyz`; `/hbr-upgrade help` shows the usage.")
+		return Command{}, &InputError{Problem: ProblemNoIDs}
 	}
 	if err := cmdCheckCross(spec, uidSet); err != nil {
 		return Command{}, err
 	}
 	if n := spec.Len(); n > maxTargets {
-		return Command{}, cmdErrorf("Too many IDs: %d given, at most %d per command.", n, maxTargets)
+		return Command{}, &InputError{Problem: ProblemTooManyIDs, Count: n, MaxTargets: maxTargets}
 	}
 	return Command{Kind: CommandUpgrade, Upgrade: spec}, nil
-}
-
-// Usage is the help text of the slash command, in Slack mrkdwn.
-func Usage() string {
-	return "*`/hbr-upgrade`* upgrades HBR backup clients, after an approver approves.\n" +
-		"`/hbr-upgrade ID... [--region REGION] [--cross-account-user-id N --cross-account-role NAME]`\n" +
-		"• `ID`: an ECS instance ID (`i-…`) or an HBR client ID (`c-…`). Separate IDs with spaces or commas; " +
-		"duplicates are dropped. One command may name up to `HBRBOT_MAX_TARGETS` IDs (500 by default); " +
-		"they are upgraded in HBR jobs of at most 100 IDs.\n" +
-		"• `--region REGION`: the region of the IDs, like `cn-hangzhou` or `ap-southeast-1`; " +
-		"without it, the bot's default region.\n" +
-		"• `--cross-account-user-id N --cross-account-role NAME`: upgrade clients of another Alibaba Cloud " +
-		"account (its account ID) through a RAM role it trusts. Give both or neither.\n" +
-		"• `--dry-run`: go through approval and reporting, but never call UpgradeBackupClients.\n" +
-		"• `--force`: also upgrade clients that already run the latest version (left out otherwise).\n" +
-		"• `--outdated [--limit N]`: instead of IDs, every ECS client of the region older than the latest version (at most N).\n" +
-		"• A flag's value may also follow `=`: `--region=cn-hangzhou`.\n" +
-		"The command posts an approval card to the channel; nothing is upgraded until an approver clicks *Approve*.\n" +
-		"*Examples*\n" +
-		"`/hbr-upgrade i-bp1abcdefgh12345678 i-bp1ijklmnop12345678`\n" +
-		"`/hbr-upgrade c-000abcdefgh1234567, c-000ijklmnop1234567 --region ap-southeast-1`\n" +
-		"`/hbr-upgrade i-bp1abcdefgh12345678 --cross-account-user-id 1234567890123456 --cross-account-role hbrcrossrole`\n" +
-		"`/hbr-upgrade status`: the requests and jobs in flight in this channel.\n" +
-		"`/hbr-upgrade help`: this message."
-}
-
-func cmdErrorf(format string, args ...any) *CommandError {
-	return &CommandError{Message: fmt.Sprintf(format, args...)}
-}
-
-// cmdQuote quotes a word of the input in an error message: its beginning,
-// in a code span, with control characters replaced and & < > escaped for
-// Slack; the quoted text, escapes included, is at most cmdExcerptRunes runes
-// (and "…" when cut).
-func cmdQuote(s string) string {
-	var b strings.Builder
-	b.WriteByte('`')
-	n := 0
-	for _, r := range s {
-		var esc string
-		switch {
-		case r == '&':
-			esc = "&amp;"
-		case r == '<':
-			esc = "&lt;"
-		case r == '>':
-			esc = "&gt;"
-		case r == '`' || !unicode.IsPrint(r):
-			esc = string(utf8.RuneError)
-		default:
-			esc = string(r)
-		}
-		if k := utf8.RuneCountInString(esc); n+k <= cmdExcerptRunes {
-			b.WriteString(esc)
-			n += k
-			continue
-		}
-		b.WriteString("…")
-		break
-	}
-	b.WriteByte('`')
-	return b.String()
 }
 
 // cmdKeyword says whether a first word is "help" or "status".
@@ -328,76 +323,34 @@ func cmdKeyword(t string) string {
 	return ""
 }
 
-func cmdFlagExample(key string) string {
-	switch key {
-	case cmdFlagRegion:
-		return "`--region cn-hangzhou`"
-	case cmdFlagUserID:
-		return "`--cross-account-user-id 1234567890123456`"
+// cmdCheckID checks a word that starts with i- or c- (in any case), and
+// says what is wrong with it.
+func cmdCheckID(t string) error {
+	if ValidInstanceID(t) || ValidClientID(t) {
+		return nil
 	}
-	return "`--cross-account-role hbrcrossrole`"
-}
-
-// cmdCheckID checks a word that starts with i- or c- (in any case).
-func cmdCheckID(t string) *CommandError {
-	kind := "instance"
-	if t[0] == 'c' || t[0] == 'C' {
-		kind = "client"
-	}
-	prefix := strings.ToLower(t[:2])
+	e := &InputError{Token: t, Prefix: strings.ToLower(t[:2])}
 	rest := t[2:]
-	if rest == "" {
-		return cmdErrorf("%s is an incomplete %s ID: something must follow `%s`.", cmdQuote(t), kind, prefix)
-	}
 	upper := t[0] == 'I' || t[0] == 'C'
-	for i := 0; i < len(rest); i++ {
+	for i := 0; i < len(rest) && e.Problem == ""; i++ {
 		switch c := rest[i]; {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case isLower(c), isDigit(c):
 		case 'A' <= c && c <= 'Z':
 			upper = true
 		default:
-			return cmdErrorf("%s is not a valid %s ID: only lowercase letters and digits may follow `%s`.", cmdQuote(t), kind, prefix)
+			e.Problem = ProblemIDBadCharacter
 		}
 	}
-	if upper {
-		return cmdErrorf("%s has capital letters: %s IDs are lowercase.", cmdQuote(t), kind)
+	switch {
+	case rest == "":
+		e.Problem = ProblemIncompleteID
+	case e.Problem != "":
+	case upper:
+		e.Problem = ProblemIDCapitals
+	default: // the only rule left
+		e.Problem, e.Limit = ProblemIDTooLong, MaxIDChars
 	}
-	if len(rest) > cmdMaxIDRest {
-		return cmdErrorf("%s is too long for an %s ID (at most %d characters after `%s`).", cmdQuote(t), kind, cmdMaxIDRest, prefix)
-	}
-	return nil
-}
-
-// cmdValidRegion says whether s looks like an Alibaba Cloud region ID: at
-// most 32 bytes, two or more lowercase letters, then one or more parts of
-// lowercase letters and digits, each after a hyphen (cn-hangzhou,
-// ap-southeast-1, cn-shanghai-finance-1). The list of regions is not
-// checked. No instance or client ID has this shape.
-func cmdValidRegion(s string) bool {
-	if len(s) > 32 {
-		return false
-	}
-	i := 0
-	for i < len(s) && 'a' <= s[i] && s[i] <= 'z' {
-		i++
-	}
-	if i < 2 || i == len(s) {
-		return false
-	}
-	for i < len(s) {
-		if s[i] != '-' {
-			return false
-		}
-		i++
-		start := i
-		for i < len(s) && ('a' <= s[i] && s[i] <= 'z' || '0' <= s[i] && s[i] <= '9') {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	return true
+	return e
 }
 
 // cmdParseUserID parses an Alibaba Cloud account ID: a positive decimal
@@ -412,7 +365,7 @@ func cmdParseUserID(s string) (int64, bool) {
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil && n > 0
+	return n, err == nil && ValidAccountID(n)
 }
 
 // cmdValidRole says whether s is a valid RAM role name: 1..64 letters,
@@ -431,17 +384,18 @@ func cmdValidRole(s string) bool {
 	return true
 }
 
-func cmdCheckRole(s string) *CommandError {
+func cmdCheckRole(s string) error {
 	if cmdValidRole(s) {
 		return nil
 	}
 	if strings.HasPrefix(strings.ToLower(s), "acs:ram:") {
+		e := &InputError{Problem: ProblemRoleARN, Token: s}
 		if i := strings.LastIndexByte(s, '/'); i >= 0 && cmdValidRole(s[i+1:]) {
-			return cmdErrorf("`--cross-account-role` takes the role's name, not its ARN: did you mean %s?", cmdQuote(s[i+1:]))
+			e.Suggestion = s[i+1:]
 		}
-		return cmdErrorf("`--cross-account-role` takes the role's name (like `hbrcrossrole`), not its ARN.")
+		return e
 	}
-	return cmdErrorf("`--cross-account-role` takes a RAM role name (1 to 64 letters, digits, `.`, `-` or `_`), not %s.", cmdQuote(s))
+	return &InputError{Problem: ProblemBadRole, Token: s}
 }
 
 // Tokenizing.
@@ -632,9 +586,9 @@ func cmdCheckCross(spec UpgradeSpec, uidSet bool) error {
 	case spec.CrossAccount == nil:
 		return nil
 	case !uidSet:
-		return cmdErrorf("`--cross-account-role` needs `--cross-account-user-id` too: a cross-account upgrade names both.")
+		return &InputError{Problem: ProblemRoleWithoutUserID}
 	case spec.CrossAccount.RoleName == "":
-		return cmdErrorf("`--cross-account-user-id` needs `--cross-account-role` too: a cross-account upgrade names both.")
+		return &InputError{Problem: ProblemUserIDWithoutRole}
 	}
 	return nil
 }

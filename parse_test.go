@@ -50,7 +50,7 @@ func TestParseCommand(t *testing.T) {
 		text    string
 		max     int
 		want    hbrbot.Command
-		wantErr string // substring of the error; "" = no error
+		wantErr *hbrbot.InputError // nil = no error
 	}{
 		// help and status
 		{name: "empty", text: "", want: pcHelp},
@@ -67,11 +67,11 @@ func TestParseCommand(t *testing.T) {
 		{name: "help in code", text: "`help`", want: pcHelp},
 		{name: "status", text: "status", want: pcStatus},
 		{name: "status capitalized, spaces", text: "  Status\u00a0", want: pcStatus},
-		{name: "status with id", text: "status i-abc", wantErr: "`status` takes nothing after it, not `i-abc`"},
-		{name: "status later", text: "i-abc status", wantErr: "`status` takes no IDs or flags: use `/hbr-upgrade status` on its own."},
-		{name: "help later", text: "i-abc help", wantErr: "`help` must come first: type `/hbr-upgrade help`"},
-		{name: "--help later", text: "i-abc --help", wantErr: "`--help` must come first"},
-		{name: "? later", text: "i-abc ?", wantErr: "`?` must come first"},
+		{name: "status with id", text: "status i-abc", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemStatusNotAlone, Token: "i-abc"}},
+		{name: "status later", text: "i-abc status", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemStatusNotFirst, Token: "status"}},
+		{name: "help later", text: "i-abc help", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemHelpNotFirst, Token: "help"}},
+		{name: "--help later", text: "i-abc --help", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemHelpNotFirst, Token: "--help"}},
+		{name: "? later", text: "i-abc ?", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemHelpNotFirst, Token: "?"}},
 
 		// IDs
 		{name: "one instance", text: "i-abc", want: pcOneI},
@@ -82,21 +82,21 @@ func TestParseCommand(t *testing.T) {
 		{name: "duplicates dropped, first order kept", text: "i-b i-a i-b c-x i-a c-x c-y", want: pcUpgrade(pcIDs("i-b", "i-a"), pcIDs("c-x", "c-y"), "", nil)},
 		{name: "64 chars after prefix", text: "i-" + strings.Repeat("a", 64), want: pcUpgrade(pcIDs("i-"+strings.Repeat("a", 64)), nil, "", nil)},
 		{name: "digits only", text: "c-0", want: pcUpgrade(nil, pcIDs("c-0"), "", nil)},
-		{name: "incomplete instance", text: "i-", wantErr: "`i-` is an incomplete instance ID: something must follow `i-`."},
-		{name: "incomplete client", text: "i-a C-", wantErr: "`C-` is an incomplete client ID: something must follow `c-`."},
-		{name: "upper rest", text: "i-ABC", wantErr: "`i-ABC` has capital letters: instance IDs are lowercase."},
-		{name: "upper prefix", text: "C-abc", wantErr: "`C-abc` has capital letters: client IDs are lowercase."},
-		{name: "bad char", text: "i-ab.c", wantErr: "`i-ab.c` is not a valid instance ID: only lowercase letters and digits may follow `i-`."},
-		{name: "underscore in client", text: "c-ab_c", wantErr: "`c-ab_c` is not a valid client ID"},
-		{name: "hyphen inside", text: "i-abc-1", wantErr: "`i-abc-1` is not a valid instance ID"},
-		{name: "trailing period", text: "i-abc.", wantErr: "`i-abc.` is not a valid instance ID"},
-		{name: "too long id", text: "i-" + strings.Repeat("a", 65), wantErr: "is too long for an instance ID (at most 64 characters after `i-`)."},
-		{name: "cyrillic i", text: "і-abc", wantErr: "`і-abc` is not an instance ID (`i-…`), a client ID (`c-…`) or a flag."},
-		{name: "unknown word", text: "i-a upgrade", wantErr: "`upgrade` is not an instance ID (`i-…`), a client ID (`c-…`) or a flag."},
-		{name: "task id", text: "t-abc", wantErr: "`t-abc` is not an instance ID"},
-		{name: "region without flag", text: "i-a cn-hangzhou", wantErr: "`cn-hangzhou` is not an ID. To choose a region, put `--region` before it."},
-		{name: "no ids", text: "--region cn-hangzhou", wantErr: "No instance or client IDs given."},
-		{name: "no ids with cross account", text: "--cross-account-user-id 1 --cross-account-role r", wantErr: "No instance or client IDs given."},
+		{name: "incomplete instance", text: "i-", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIncompleteID, Token: "i-", Prefix: "i-"}},
+		{name: "incomplete client", text: "i-a C-", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIncompleteID, Token: "C-", Prefix: "c-"}},
+		{name: "upper rest", text: "i-ABC", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDCapitals, Token: "i-ABC", Prefix: "i-"}},
+		{name: "upper prefix", text: "C-abc", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDCapitals, Token: "C-abc", Prefix: "c-"}},
+		{name: "bad char", text: "i-ab.c", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDBadCharacter, Token: "i-ab.c", Prefix: "i-"}},
+		{name: "underscore in client", text: "c-ab_c", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDBadCharacter, Token: "c-ab_c", Prefix: "c-"}},
+		{name: "hyphen inside", text: "i-abc-1", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDBadCharacter, Token: "i-abc-1", Prefix: "i-"}},
+		{name: "trailing period", text: "i-abc.", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDBadCharacter, Token: "i-abc.", Prefix: "i-"}},
+		{name: "too long id", text: "i-" + strings.Repeat("a", 65), wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDTooLong, Token: "i-" + strings.Repeat("a", 65), Prefix: "i-", Limit: 64}},
+		{name: "cyrillic i", text: "і-abc", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "і-abc"}},
+		{name: "unknown word", text: "i-a upgrade", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "upgrade"}},
+		{name: "task id", text: "t-abc", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "t-abc"}},
+		{name: "region without flag", text: "i-a cn-hangzhou", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemRegionWithoutFlag, Token: "cn-hangzhou"}},
+		{name: "no ids", text: "--region cn-hangzhou", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemNoIDs}},
+		{name: "no ids with cross account", text: "--cross-account-user-id 1 --cross-account-role r", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemNoIDs}},
 
 		// flags
 		{name: "region", text: "i-abc --region cn-hangzhou", want: pcUpgrade(pcIDs("i-abc"), nil, "cn-hangzhou", nil)},
@@ -113,65 +113,65 @@ func TestParseCommand(t *testing.T) {
 		{name: "uid max int64", text: "i-a --cross-account-user-id 9223372036854775807 --cross-account-role r", want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 9223372036854775807, RoleName: "r"})},
 		{name: "role chars", text: "i-a --cross-account-user-id 1 --cross-account-role Hbr.Cross-Role_1", want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: "Hbr.Cross-Role_1"})},
 		{name: "role starting with a dash after =", text: "i-a --cross-account-user-id 1 --cross-account-role=-r", want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: "-r"})},
-		{name: "role starting with a dash as a word", text: "i-a --cross-account-user-id 1 --cross-account-role -r", wantErr: "`--cross-account-role` needs a value"},
+		{name: "role starting with a dash as a word", text: "i-a --cross-account-user-id 1 --cross-account-role -r", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagNeedsValue, Flag: hbrbot.FlagCrossAccountRole}},
 		{name: "role 64", text: "i-a --cross-account-user-id 1 --cross-account-role " + strings.Repeat("r", 64), want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: strings.Repeat("r", 64)})},
 		{name: "dry run", text: "i-abc --dry-run", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.DryRun = true; return c }()},
 		{name: "dry run em dash first", text: "—dry-run i-abc", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.DryRun = true; return c }()},
 		{name: "outdated", text: "--outdated --region cn-shanghai", want: hbrbot.Command{Kind: hbrbot.CommandUpgrade, Upgrade: hbrbot.UpgradeSpec{Outdated: true, Limit: 500, Region: "cn-shanghai"}}},
 		{name: "outdated limit", text: "--outdated --limit 20", want: hbrbot.Command{Kind: hbrbot.CommandUpgrade, Upgrade: hbrbot.UpgradeSpec{Outdated: true, Limit: 20}}},
-		{name: "outdated with ids", text: "--outdated i-abc", wantErr: "`--outdated` selects the clients itself"},
-		{name: "limit without outdated", text: "i-abc --limit 3", wantErr: "`--limit` goes with `--outdated` only."},
-		{name: "limit zero", text: "--outdated --limit 0", wantErr: "`--limit` takes a number of clients from 1 to 500, not `0`."},
+		{name: "outdated with ids", text: "--outdated i-abc", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemOutdatedWithIDs}},
+		{name: "limit without outdated", text: "i-abc --limit 3", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemLimitWithoutOutdated}},
+		{name: "limit zero", text: "--outdated --limit 0", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadLimit, Token: "0", MaxTargets: 500}},
 		{name: "force", text: "i-abc --force", want: func() hbrbot.Command { c := pcOneI; c.Upgrade.Force = true; return c }()},
-		{name: "dry run with value", text: "i-abc --dry-run=yes", wantErr: "`--dry-run` takes no value."},
-		{name: "unknown flag", text: "i-a --foo", wantErr: "Unknown flag `--foo`. The flags are `--region`, `--cross-account-user-id`, `--cross-account-role`, `--dry-run`, `--force`, `--outdated` and `--limit`."},
-		{name: "unknown flag with value", text: "i-a --regoin=cn-hangzhou", wantErr: "Unknown flag `--regoin`."},
-		{name: "three dashes", text: "i-a ---region cn-hangzhou", wantErr: "Unknown flag `---region`."},
-		{name: "lone dash", text: "i-a - i-b", wantErr: "`-` on its own is neither an ID nor a flag"},
-		{name: "lone en dash", text: "i-a – i-b", wantErr: "`-` on its own is neither an ID nor a flag"},
-		{name: "lone double dash", text: "i-a -- i-b", wantErr: "`--` on its own is neither an ID nor a flag"},
-		{name: "repeated region", text: "i-a --region cn-hangzhou --region cn-hangzhou", wantErr: "`--region` is given more than once."},
-		{name: "repeated region mixed forms", text: "i-a --region=cn-hangzhou —REGION cn-beijing", wantErr: "`--region` is given more than once."},
-		{name: "repeated uid", text: "i-a --cross-account-user-id 1 --cross-account-user-id 2", wantErr: "`--cross-account-user-id` is given more than once."},
-		{name: "repeated role", text: "i-a --cross-account-role a --cross-account-role=a", wantErr: "`--cross-account-role` is given more than once."},
-		{name: "region without value at end", text: "i-a --region", wantErr: "`--region` needs a value, like `--region cn-hangzhou`."},
-		{name: "region = at end", text: "i-a --region=", wantErr: "`--region` needs a value"},
-		{name: "region followed by flag", text: "i-a --region --cross-account-user-id 1", wantErr: "`--region` needs a value"},
-		{name: "uid without value", text: "i-a --cross-account-user-id", wantErr: "`--cross-account-user-id` needs a value, like `--cross-account-user-id 1234567890123456`."},
-		{name: "role without value", text: "i-a --cross-account-role", wantErr: "`--cross-account-role` needs a value, like `--cross-account-role hbrcrossrole`."},
-		{name: "region no hyphen", text: "i-a --region hangzhou", wantErr: "`hangzhou` is not a region ID. Region IDs are lowercase, like `cn-hangzhou` or `ap-southeast-1`."},
-		{name: "region upper", text: "i-a --region CN-HANGZHOU", wantErr: "`CN-HANGZHOU` is not a region ID."},
-		{name: "region double hyphen", text: "i-a --region=cn--hangzhou", wantErr: "`cn--hangzhou` is not a region ID."},
-		{name: "region trailing hyphen", text: "i-a --region=cn-", wantErr: "`cn-` is not a region ID."},
-		{name: "region digit first", text: "i-a --region=1cn-a", wantErr: "`1cn-a` is not a region ID."},
-		{name: "region 33", text: "i-a --region=cn-" + strings.Repeat("a", 30), wantErr: "is not a region ID."},
+		{name: "dry run with value", text: "i-abc --dry-run=yes", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagTakesNoValue, Flag: hbrbot.FlagDryRun}},
+		{name: "unknown flag", text: "i-a --foo", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownFlag, Token: "--foo"}},
+		{name: "unknown flag with value", text: "i-a --regoin=cn-hangzhou", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownFlag, Token: "--regoin"}},
+		{name: "three dashes", text: "i-a ---region cn-hangzhou", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownFlag, Token: "---region"}},
+		{name: "lone dash", text: "i-a - i-b", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemLoneDash, Token: "-"}},
+		{name: "lone en dash", text: "i-a – i-b", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemLoneDash, Token: "-"}},
+		{name: "lone double dash", text: "i-a -- i-b", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemLoneDash, Token: "--"}},
+		{name: "repeated region", text: "i-a --region cn-hangzhou --region cn-hangzhou", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagRepeated, Flag: hbrbot.FlagRegion}},
+		{name: "repeated region mixed forms", text: "i-a --region=cn-hangzhou —REGION cn-beijing", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagRepeated, Flag: hbrbot.FlagRegion}},
+		{name: "repeated uid", text: "i-a --cross-account-user-id 1 --cross-account-user-id 2", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagRepeated, Flag: hbrbot.FlagCrossAccountUserID}},
+		{name: "repeated role", text: "i-a --cross-account-role a --cross-account-role=a", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagRepeated, Flag: hbrbot.FlagCrossAccountRole}},
+		{name: "region without value at end", text: "i-a --region", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagNeedsValue, Flag: hbrbot.FlagRegion}},
+		{name: "region = at end", text: "i-a --region=", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagNeedsValue, Flag: hbrbot.FlagRegion}},
+		{name: "region followed by flag", text: "i-a --region --cross-account-user-id 1", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagNeedsValue, Flag: hbrbot.FlagRegion}},
+		{name: "uid without value", text: "i-a --cross-account-user-id", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagNeedsValue, Flag: hbrbot.FlagCrossAccountUserID}},
+		{name: "role without value", text: "i-a --cross-account-role", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagNeedsValue, Flag: hbrbot.FlagCrossAccountRole}},
+		{name: "region no hyphen", text: "i-a --region hangzhou", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadRegion, Token: "hangzhou"}},
+		{name: "region upper", text: "i-a --region CN-HANGZHOU", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadRegion, Token: "CN-HANGZHOU"}},
+		{name: "region double hyphen", text: "i-a --region=cn--hangzhou", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadRegion, Token: "cn--hangzhou"}},
+		{name: "region trailing hyphen", text: "i-a --region=cn-", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadRegion, Token: "cn-"}},
+		{name: "region digit first", text: "i-a --region=1cn-a", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadRegion, Token: "1cn-a"}},
+		{name: "region 33", text: "i-a --region=cn-" + strings.Repeat("a", 30), wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadRegion, Token: "cn-" + strings.Repeat("a", 30)}},
 		{name: "region 32", text: "i-a --region=cn-" + strings.Repeat("a", 29), want: pcUpgrade(pcIDs("i-a"), nil, "cn-"+strings.Repeat("a", 29), nil)},
-		{name: "region is an id", text: "--region i-abc", wantErr: "`i-abc` is not a region ID."},
-		{name: "uid zero", text: "i-a --cross-account-user-id 0 --cross-account-role r", wantErr: "`--cross-account-user-id` takes an Alibaba Cloud account ID (digits only, like `1234567890123456`), not `0`."},
-		{name: "uid leading zero", text: "i-a --cross-account-user-id 0123 --cross-account-role r", wantErr: "not `0123`."},
-		{name: "uid plus", text: "i-a --cross-account-user-id +1 --cross-account-role r", wantErr: "not `+1`."},
-		{name: "uid negative", text: "i-a --cross-account-user-id -1 --cross-account-role r", wantErr: "`--cross-account-user-id` needs a value"},
-		{name: "uid letters", text: "i-a --cross-account-user-id=12a --cross-account-role r", wantErr: "not `12a`."},
-		{name: "uid overflow", text: "i-a --cross-account-user-id 9223372036854775808 --cross-account-role r", wantErr: "not `9223372036854775808`."},
-		{name: "uid too many digits", text: "i-a --cross-account-user-id 12345678901234567890 --cross-account-role r", wantErr: "not `12345678901234567890`."},
-		{name: "role bad char", text: "i-a --cross-account-user-id 1 --cross-account-role hbr!role", wantErr: "`--cross-account-role` takes a RAM role name (1 to 64 letters, digits, `.`, `-` or `_`), not `hbr!role`."},
-		{name: "role 65", text: "i-a --cross-account-user-id 1 --cross-account-role " + strings.Repeat("r", 65), wantErr: "takes a RAM role name"},
-		{name: "role arn", text: "i-a --cross-account-user-id 1 --cross-account-role acs:ram::1234567890123456:role/hbrcrossrole", wantErr: "takes the role's name, not its ARN: did you mean `hbrcrossrole`?"},
-		{name: "role bad arn", text: "i-a --cross-account-user-id 1 --cross-account-role acs:ram::1:role/", wantErr: "takes the role's name (like `hbrcrossrole`), not its ARN."},
-		{name: "uid without role", text: "i-a --cross-account-user-id 1234567890123456", wantErr: "`--cross-account-user-id` needs `--cross-account-role` too: a cross-account upgrade names both."},
-		{name: "role without uid", text: "i-a --cross-account-role hbrcrossrole", wantErr: "`--cross-account-role` needs `--cross-account-user-id` too: a cross-account upgrade names both."},
+		{name: "region is an id", text: "--region i-abc", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadRegion, Token: "i-abc"}},
+		{name: "uid zero", text: "i-a --cross-account-user-id 0 --cross-account-role r", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadAccountID, Token: "0"}},
+		{name: "uid leading zero", text: "i-a --cross-account-user-id 0123 --cross-account-role r", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadAccountID, Token: "0123"}},
+		{name: "uid plus", text: "i-a --cross-account-user-id +1 --cross-account-role r", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadAccountID, Token: "+1"}},
+		{name: "uid negative", text: "i-a --cross-account-user-id -1 --cross-account-role r", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemFlagNeedsValue, Flag: hbrbot.FlagCrossAccountUserID}},
+		{name: "uid letters", text: "i-a --cross-account-user-id=12a --cross-account-role r", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadAccountID, Token: "12a"}},
+		{name: "uid overflow", text: "i-a --cross-account-user-id 9223372036854775808 --cross-account-role r", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadAccountID, Token: "9223372036854775808"}},
+		{name: "uid too many digits", text: "i-a --cross-account-user-id 12345678901234567890 --cross-account-role r", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadAccountID, Token: "12345678901234567890"}},
+		{name: "role bad char", text: "i-a --cross-account-user-id 1 --cross-account-role hbr!role", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadRole, Token: "hbr!role"}},
+		{name: "role 65", text: "i-a --cross-account-user-id 1 --cross-account-role " + strings.Repeat("r", 65), wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemBadRole, Token: strings.Repeat("r", 65)}},
+		{name: "role arn", text: "i-a --cross-account-user-id 1 --cross-account-role acs:ram::1234567890123456:role/hbrcrossrole", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemRoleARN, Token: "acs:ram::1234567890123456:role/hbrcrossrole", Suggestion: "hbrcrossrole"}},
+		{name: "role bad arn", text: "i-a --cross-account-user-id 1 --cross-account-role acs:ram::1:role/", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemRoleARN, Token: "acs:ram::1:role/"}},
+		{name: "uid without role", text: "i-a --cross-account-user-id 1234567890123456", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUserIDWithoutRole}},
+		{name: "role without uid", text: "i-a --cross-account-role hbrcrossrole", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemRoleWithoutUserID}},
 
 		// limits
 		{name: "exactly max", text: "i-a i-b c-c", max: 3, want: pcUpgrade(pcIDs("i-a", "i-b"), pcIDs("c-c"), "", nil)},
-		{name: "max+1", text: "i-a i-b c-c c-d", max: 3, wantErr: "Too many IDs: 4 given, at most 3 per command."},
+		{name: "max+1", text: "i-a i-b c-c c-d", max: 3, wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemTooManyIDs, Count: 4, MaxTargets: 3}},
 		{name: "duplicates do not count", text: "i-a i-a i-b i-b c-c c-c", max: 3, want: pcUpgrade(pcIDs("i-a", "i-b"), pcIDs("c-c"), "", nil)},
 		{name: "default max 500", text: strings.Join(pcGen("i-", 500), " "), max: 0, want: pcUpgrade(pcGen("i-", 500), nil, "", nil)},
-		{name: "default max 501", text: strings.Join(pcGen("c-", 501), " "), max: -1, wantErr: "Too many IDs: 501 given, at most 500 per command."},
-		{name: "word cap", text: strings.Repeat("i-a ", 39), max: 3, wantErr: "The command is too long: more than 38 words. One command may name at most 3 IDs."},
+		{name: "default max 501", text: strings.Join(pcGen("c-", 501), " "), max: -1, wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemTooManyIDs, Count: 501, MaxTargets: 500}},
+		{name: "word cap", text: strings.Repeat("i-a ", 39), max: 3, wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemTooManyWords, Limit: 38, MaxTargets: 3}},
 		{name: "word cap not reached", text: strings.Repeat("i-a ", 38), max: 3, want: pcUpgrade(pcIDs("i-a"), nil, "", nil)},
 		{name: "4000+ characters", text: long4000 + " --region cn-hangzhou", max: 500, want: pcUpgrade(pcGen("i-", 200), nil, "cn-hangzhou", nil)},
-		{name: "4000 character word", text: "i-a " + strings.Repeat("x", 4000), wantErr: "`" + strings.Repeat("x", 32) + "…` is too long to be an ID, a flag or a flag's value."},
-		{name: "4000 character id", text: "i-" + strings.Repeat("a", 4000), wantErr: "is too long to be an ID"},
+		{name: "4000 character word", text: "i-a " + strings.Repeat("x", 4000), wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemWordTooLong, Token: strings.Repeat("x", 256)}},
+		{name: "4000 character id", text: "i-" + strings.Repeat("a", 4000), wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemWordTooLong, Token: "i-" + strings.Repeat("a", 254)}},
 
 		// dashes
 		{name: "em dash flag", text: "i-a —region cn-hangzhou", want: pcUpgrade(pcIDs("i-a"), nil, "cn-hangzhou", nil)},
@@ -183,7 +183,7 @@ func TestParseCommand(t *testing.T) {
 		{name: "dashes inside flag name", text: "i-a —cross‐account‐user‐id 1 —cross–account–role r", want: pcUpgrade(pcIDs("i-a"), nil, "", &hbrbot.CrossAccount{UserID: 1, RoleName: "r"})},
 		{name: "dash look-alike in id", text: "i‐abc c–def i−ghi", want: pcUpgrade(pcIDs("i-abc", "i-ghi"), pcIDs("c-def"), "", nil)},
 		{name: "dash look-alike in region", text: "i-a --region cn—hangzhou", want: pcUpgrade(pcIDs("i-a"), nil, "cn-hangzhou", nil)},
-		{name: "em dash unknown flag", text: "i-a —foo", wantErr: "Unknown flag `-foo`."},
+		{name: "em dash unknown flag", text: "i-a —foo", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownFlag, Token: "-foo"}},
 
 		// unicode white space and invisible characters
 		{name: "nbsp", text: "i-a\u00a0i-b\u00a0--region\u00a0cn-hangzhou", want: pcUpgrade(pcIDs("i-a", "i-b"), nil, "cn-hangzhou", nil)},
@@ -194,7 +194,7 @@ func TestParseCommand(t *testing.T) {
 		{name: "soft hyphen", text: "i-a\u00adbc", want: pcOneI},
 		{name: "bidi marks", text: "\u200ei-abc\u202c\u2066", want: pcOneI},
 		{name: "variation selector", text: "i-abc\ufe0f", want: pcOneI},
-		{name: "zero-width only between ids is not a separator", text: "i-a\u200bi-b", wantErr: "`i-ai-b` is not a valid instance ID"},
+		{name: "zero-width only between ids is not a separator", text: "i-a\u200bi-b", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDBadCharacter, Token: "i-ai-b", Prefix: "i-"}},
 		{name: "full-width id", text: "ｉ－ａｂｃ", want: pcOneI},
 		{name: "full-width comma", text: "i-a，i-b、c-c；c-d", want: pcUpgrade(pcIDs("i-a", "i-b"), pcIDs("c-c", "c-d"), "", nil)},
 
@@ -214,38 +214,37 @@ func TestParseCommand(t *testing.T) {
 		{name: "label wins", text: "<http://example.com/x|i-abc>", want: pcOneI},
 		{name: "label with several ids", text: "<http://example.com|i-a i-b>,c-c", want: pcUpgrade(pcIDs("i-a", "i-b"), pcIDs("c-c"), "", nil)},
 		{name: "mailto without label", text: "<mailto:i-abc>", want: pcOneI},
-		{name: "mailto email", text: "<mailto:i-abc@example.com|i-abc@example.com>", wantErr: "`i-abc@example.com` is not a valid instance ID"},
+		{name: "mailto email", text: "<mailto:i-abc@example.com|i-abc@example.com>", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDBadCharacter, Token: "i-abc@example.com", Prefix: "i-"}},
 		{name: "link scheme upper", text: "<HTTPS://i-abc>", want: pcOneI},
-		{name: "other scheme", text: "i-a <ftp://i-abc>", wantErr: "`ftp://i-abc` is not an instance ID"},
+		{name: "other scheme", text: "i-a <ftp://i-abc>", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "ftp://i-abc"}},
 		{name: "link flag value", text: "i-a --region <http://cn-hangzhou|cn-hangzhou>", want: pcUpgrade(pcIDs("i-a"), nil, "cn-hangzhou", nil)},
 		{name: "link in code", text: "`<http://i-abc|i-abc>`", want: pcOneI},
 		{name: "entity in label", text: "<http://x?a=1&amp;b=2|i-abc>", want: pcOneI},
-		{name: "user mention", text: "i-a <@U012ABCDEF>", wantErr: "`&lt;@U012ABCDEF&gt;` is a Slack mention, not an instance or client ID."},
-		{name: "channel mention", text: "i-a <#C012ABCDE|general>", wantErr: "`&lt;#C012ABCDE|general&gt;` is a Slack mention"},
-		{name: "special mention", text: "i-a <!here>", wantErr: "`&lt;!here&gt;` is a Slack mention"},
-		{name: "escaped brackets", text: "&lt;i-abc&gt;", wantErr: "`&lt;i-abc&gt;` is not an instance ID"},
-		{name: "typed <@…> reads as a mention", text: "&lt;@U1&gt;", wantErr: "`&lt;@U1&gt;` is a Slack mention"},
-		{name: "escaped ampersand", text: "i-a &amp; i-b", wantErr: "`&amp;` is not an instance ID"},
-		{name: "unterminated link", text: "i-a <http://i-b", wantErr: "`&lt;http://i-b` is not an instance ID"},
-		{name: "empty brackets", text: "i-a <>", wantErr: "`&lt;&gt;` is not an instance ID"},
-		{name: "nested open", text: "<<http://i-a>", wantErr: "`&lt;i-a` is not an instance ID"},
+		{name: "user mention", text: "i-a <@U012ABCDEF>", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemMention, Token: "<@U012ABCDEF>"}},
+		{name: "channel mention", text: "i-a <#C012ABCDE|general>", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemMention, Token: "<#C012ABCDE|general>"}},
+		{name: "special mention", text: "i-a <!here>", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemMention, Token: "<!here>"}},
+		{name: "escaped brackets", text: "&lt;i-abc&gt;", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "<i-abc>"}},
+		{name: "typed <@…> reads as a mention", text: "&lt;@U1&gt;", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemMention, Token: "<@U1>"}},
+		{name: "escaped ampersand", text: "i-a &amp; i-b", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "&"}},
+		{name: "unterminated link", text: "i-a <http://i-b", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "<http://i-b"}},
+		{name: "empty brackets", text: "i-a <>", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "<>"}},
+		{name: "nested open", text: "<<http://i-a>", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "<i-a"}},
 		{name: "empty label", text: "i-a <http://x|>", want: pcUpgrade(pcIDs("i-a"), nil, "", nil)},
 
 		// hostile bytes
-		{name: "invalid utf-8", text: "i-a\xff", wantErr: "`i-a\uFFFD` is not a valid instance ID"},
-		{name: "nul byte", text: "i-a\x00b", wantErr: "`i-a\uFFFDb` is not a valid instance ID"},
-		{name: "backtick cannot be echoed", text: "i-a foo\u200b", wantErr: "`foo` is not an instance ID"},
+		{name: "invalid utf-8", text: "i-a\xff", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDBadCharacter, Token: "i-a�", Prefix: "i-"}},
+		{name: "nul byte", text: "i-a\x00b", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemIDBadCharacter, Token: "i-a\x00b", Prefix: "i-"}},
+		{name: "backtick cannot be echoed", text: "i-a foo\u200b", wantErr: &hbrbot.InputError{Problem: hbrbot.ProblemUnknownWord, Token: "foo"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := hbrbot.ParseCommand(tt.text, tt.max)
-			if tt.wantErr != "" {
+			if tt.wantErr != nil {
 				if err == nil {
-					t.Fatalf("ParseCommand(%.60q) = %+v, want error containing %q", tt.text, got, tt.wantErr)
+					t.Fatalf("ParseCommand(%.60q) = %+v, want error %v", tt.text, got, tt.wantErr)
 				}
-				pcCheckError(t, tt.text, err)
-				if !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ParseCommand(%.60q) error %q, want it to contain %q", tt.text, err, tt.wantErr)
+				if e := pcCheckError(t, err); !reflect.DeepEqual(e, tt.wantErr) {
+					t.Fatalf("ParseCommand(%.60q) error\n%+v\nwant\n%+v", tt.text, e, tt.wantErr)
 				}
 				return
 			}
@@ -259,42 +258,22 @@ func TestParseCommand(t *testing.T) {
 	}
 }
 
-// pcCheckError checks what every error of ParseCommand must be.
-func pcCheckError(t *testing.T, text string, err error) {
+// pcCheckError checks what every error of ParseCommand must be: an
+// *InputError naming a problem, with at most a word's worth of the input.
+// What users see of it is bot's business (bot.InputErrorText).
+func pcCheckError(t *testing.T, err error) *hbrbot.InputError {
 	t.Helper()
-	var ce *hbrbot.CommandError
-	if !errors.As(err, &ce) {
-		t.Fatalf("error %T %q is not a *CommandError", err, err)
+	var e *hbrbot.InputError
+	if !errors.As(err, &e) {
+		t.Fatalf("error %T %q is not an *InputError", err, err)
 	}
-	msg := ce.Error()
-	if msg != ce.Message || msg == "" {
-		t.Fatalf("Error() %q, Message %q", msg, ce.Message)
+	if e.Problem == "" || !strings.HasPrefix(e.Error(), "input: "+string(e.Problem)) {
+		t.Fatalf("error %+v: no problem, or Error() %q does not name it", e, e.Error())
 	}
-	if len(msg) > 300 {
-		t.Fatalf("error is %d bytes: %q", len(msg), msg)
+	if len(e.Token) > 256 || len(e.Suggestion) > 256 {
+		t.Fatalf("error %+v holds more than a word of the input", e)
 	}
-	if !utf8.ValidString(msg) {
-		t.Fatalf("error is not valid UTF-8: %q", msg)
-	}
-	if s := pcLongestEcho(msg, text); s > 40 {
-		t.Fatalf("error %q echoes %d consecutive runes of the input", msg, s)
-	}
-	// What is quoted of the input sits in code spans, at most 33 runes
-	// once Slack's escapes are undone (32 of the input and "…").
-	parts := strings.Split(msg, "`")
-	if len(parts)%2 == 0 {
-		t.Fatalf("error has unbalanced backticks: %q", msg)
-	}
-	unescape := strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">")
-	for i := 1; i < len(parts); i += 2 {
-		if n := utf8.RuneCountInString(unescape.Replace(parts[i])); n > 40 {
-			t.Fatalf("error quotes %d runes: %q", n, msg)
-		}
-	}
-	// Raw < and > would be Slack markup.
-	if strings.ContainsAny(msg, "<>") {
-		t.Fatalf("error has unescaped < or >: %q", msg)
-	}
+	return e
 }
 
 // pcLongestEcho is the length in runes of the longest run of msg that
@@ -311,29 +290,6 @@ func pcLongestEcho(msg, text string) int {
 		}
 	}
 	return best
-}
-
-func TestParseCommandUsage(t *testing.T) {
-	u := hbrbot.Usage()
-	for _, want := range []string{
-		"/hbr-upgrade ID...", "--region", "--cross-account-user-id", "--cross-account-role",
-		"i-…", "c-…", "`/hbr-upgrade status`", "`/hbr-upgrade help`", "commas", "--region=cn-hangzhou",
-	} {
-		if !strings.Contains(u, want) {
-			t.Errorf("Usage() lacks %q", want)
-		}
-	}
-	// The examples in the usage parse.
-	for _, line := range strings.Split(u, "\n") {
-		if !strings.HasPrefix(line, "`/hbr-upgrade ") || strings.Contains(line, "ID...") {
-			continue
-		}
-		text := strings.TrimPrefix(line, "`/hbr-upgrade ")
-		text = text[:strings.IndexByte(text, '`')]
-		if _, err := hbrbot.ParseCommand(text, 500); err != nil {
-			t.Errorf("example %q: %v", text, err)
-		}
-	}
 }
 
 // A huge input is cheap: the parser stops after a few words.
@@ -362,7 +318,7 @@ func TestParseCommandHugeInput(t *testing.T) {
 			t.Errorf("%s: %v allocations", name, allocs)
 		}
 		if err != nil {
-			pcCheckError(t, text, err)
+			pcCheckError(t, err)
 		}
 	}
 }
@@ -393,7 +349,7 @@ func FuzzParseCommand(f *testing.F) {
 		}
 		cmd, err := hbrbot.ParseCommand(text, maxTargets)
 		if err != nil {
-			pcCheckError(t, text, err)
+			pcCheckError(t, err)
 			return
 		}
 		switch cmd.Kind {
@@ -423,7 +379,7 @@ func FuzzParseCommand(f *testing.F) {
 			}
 			seen[id] = true
 		}
-		if spec.Region != "" && (!pcRegionShape.MatchString(spec.Region) || len(spec.Region) > 32) {
+		if spec.Region != "" && (!pcRegionShape.MatchString(spec.Region) || len(spec.Region) > hbrbot.MaxRegionBytes) {
 			t.Fatalf("bad region %q", spec.Region)
 		}
 		if ca := spec.CrossAccount; ca != nil && (ca.UserID <= 0 || !pcRoleShape.MatchString(ca.RoleName)) {

@@ -242,7 +242,7 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 	switch parsed.Kind {
 	case hbrbot.CommandHelp:
 		b.obs.Command("help")
-		b.ack(ctx, req, ephemeral(hbrbot.Usage()))
+		b.ack(ctx, req, ephemeral(UsageText()))
 	case hbrbot.CommandStatus:
 		b.obs.Command("status")
 		b.ack(ctx, req, nil)

@@ -17,51 +17,16 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/joho/godotenv"
 	"github.com/redis/go-redis/v9"
-)
 
-// Names of the environment variables.
-const (
-	varSlackAppToken     = "SLACK_APP_TOKEN"
-	varSlackBotToken     = "SLACK_BOT_TOKEN"
-	varSlackAPIURL       = "SLACK_API_URL"
-	varAccessKeyID       = "ALIBABA_CLOUD_ACCESS_KEY_ID"
-	varAccessKeySecret   = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
-	varSecurityToken     = "ALIBABA_CLOUD_SECURITY_TOKEN"
-	varRegion            = "ALIBABA_CLOUD_REGION_ID"
-	varHBREndpoint       = "HBR_ENDPOINT"
-	varRedisURL          = "REDIS_URL"
-	varRedisMode         = "REDIS_MODE"
-	varPollInterval      = "HBRBOT_POLL_INTERVAL"
-	varPollPolicy        = "HBRBOT_POLL_POLICY"
-	varPollMinInterval   = "HBRBOT_POLL_MIN_INTERVAL"
-	varPollMaxInterval   = "HBRBOT_POLL_MAX_INTERVAL"
-	varTaskTimeout       = "HBRBOT_TASK_TIMEOUT"
-	varRequestTTL        = "HBRBOT_REQUEST_TTL"
-	varApprovers         = "HBRBOT_APPROVERS"
-	varRequesters        = "HBRBOT_REQUESTERS"
-	varRequiredApprovals = "HBRBOT_REQUIRED_APPROVALS"
-	varAllowSelfApproval = "HBRBOT_ALLOW_SELF_APPROVAL"
-	varAllowedChannels   = "HBRBOT_ALLOWED_CHANNELS"
-	varMaxTargets        = "HBRBOT_MAX_TARGETS"
-	varHTTPAddr          = "HBRBOT_HTTP_ADDR"
-	varLease             = "HBRBOT_LEASE"
-	varHBRRateLimit      = "HBRBOT_HBR_RATE_LIMIT"
-	varPolicyFile        = "HBRBOT_POLICY_FILE"
-	varDryRun            = "HBRBOT_DRY_RUN"
-	varLogFormat         = "HBRBOT_LOG_FORMAT"
-	varLogLevel          = "HBRBOT_LOG_LEVEL"
-	varPProf             = "HBRBOT_PPROF"
+	"github.com/hbrbot/hbrbot"
 )
 
 // Limits enforced by Load.
@@ -186,71 +151,6 @@ type Config struct {
 	PProf bool
 }
 
-// rawConfig is what caarlos0/env reads: types, defaults and required
-// variables. Load validates it further into a Config. Its tags are the single
-// list of variables Load looks up.
-type rawConfig struct {
-	SlackAppToken     string        `env:"SLACK_APP_TOKEN,required"`
-	SlackBotToken     string        `env:"SLACK_BOT_TOKEN,required"`
-	SlackAPIURL       string        `env:"SLACK_API_URL" envDefault:"https://slack.com/api/"`
-	AccessKeyID       string        `env:"ALIBABA_CLOUD_ACCESS_KEY_ID"`
-	AccessKeySecret   string        `env:"ALIBABA_CLOUD_ACCESS_KEY_SECRET"`
-	SecurityToken     string        `env:"ALIBABA_CLOUD_SECURITY_TOKEN"`
-	Region            string        `env:"ALIBABA_CLOUD_REGION_ID,required"`
-	HBREndpoint       string        `env:"HBR_ENDPOINT"`
-	RedisURL          string        `env:"REDIS_URL"`
-	RedisMode         string        `env:"REDIS_MODE" envDefault:"single"`
-	PollInterval      time.Duration `env:"HBRBOT_POLL_INTERVAL" envDefault:"10s"`
-	PollPolicy        string        `env:"HBRBOT_POLL_POLICY" envDefault:"adaptive"`
-	PollMinInterval   time.Duration `env:"HBRBOT_POLL_MIN_INTERVAL"`
-	PollMaxInterval   time.Duration `env:"HBRBOT_POLL_MAX_INTERVAL"`
-	TaskTimeout       time.Duration `env:"HBRBOT_TASK_TIMEOUT" envDefault:"20m"`
-	RequestTTL        time.Duration `env:"HBRBOT_REQUEST_TTL" envDefault:"1h"`
-	Approvers         []string      `env:"HBRBOT_APPROVERS" envSeparator:","`
-	Requesters        []string      `env:"HBRBOT_REQUESTERS" envSeparator:","`
-	RequiredApprovals int           `env:"HBRBOT_REQUIRED_APPROVALS" envDefault:"1"`
-	AllowSelfApproval bool          `env:"HBRBOT_ALLOW_SELF_APPROVAL" envDefault:"false"`
-	AllowedChannels   []string      `env:"HBRBOT_ALLOWED_CHANNELS" envSeparator:","`
-	MaxTargets        int           `env:"HBRBOT_MAX_TARGETS" envDefault:"500"`
-	HTTPAddr          string        `env:"HBRBOT_HTTP_ADDR" envDefault:":8080"`
-	Lease             time.Duration `env:"HBRBOT_LEASE" envDefault:"1m"`
-	HBRRateLimit      int           `env:"HBRBOT_HBR_RATE_LIMIT" envDefault:"300"`
-	PolicyFile        string        `env:"HBRBOT_POLICY_FILE"`
-	DryRun            bool          `env:"HBRBOT_DRY_RUN" envDefault:"false"`
-	LogFormat         string        `env:"HBRBOT_LOG_FORMAT" envDefault:"json"`
-	LogLevel          string        `env:"HBRBOT_LOG_LEVEL" envDefault:"info"`
-	PProf             bool          `env:"HBRBOT_PPROF" envDefault:"false"`
-}
-
-var (
-	// varNames lists every variable, in the contract's order.
-	varNames []string
-	// varOrder maps a variable to its index in varNames.
-	varOrder = map[string]int{}
-	// fieldVar maps a rawConfig field name to its variable.
-	fieldVar = map[string]string{}
-	// varType maps a variable to the Go type caarlos0/env parses it into.
-	varType = map[string]reflect.Type{}
-)
-
-func init() {
-	t := reflect.TypeFor[rawConfig]()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		varOrder[name] = len(varNames)
-		varNames = append(varNames, name)
-		fieldVar[f.Name] = name
-		varType[name] = f.Type
-	}
-}
-
-var (
-	regionRE   = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+)+$`)
-	approverRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
-	channelRE  = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
-)
-
 // Load reads the configuration. Each variable's value comes from getenv (the
 // real environment) when that is not empty, else from the .env file named
 // envFile, else from its default. Values are trimmed of surrounding
@@ -294,14 +194,14 @@ func environment(getenv func(string) string, envFile string) (map[string]string,
 		}
 	}
 
-	environ := make(map[string]string, len(varNames))
-	for _, name := range varNames {
-		v := strings.TrimSpace(getenv(name))
+	environ := make(map[string]string, len(variables))
+	for _, vr := range variables {
+		v := strings.TrimSpace(getenv(vr.Name))
 		if v == "" {
-			v = strings.TrimSpace(fileValues[name])
+			v = strings.TrimSpace(fileValues[vr.Name])
 		}
 		if v != "" {
-			environ[name] = v
+			environ[vr.Name] = v
 		}
 	}
 
@@ -312,11 +212,7 @@ func environment(getenv func(string) string, envFile string) (map[string]string,
 // ignored (their fields may then be zero).
 func parse(environ map[string]string, only map[string]bool) (Config, error) {
 	v := validator{environ: environ, failed: map[string]bool{}}
-	var raw rawConfig
-	if err := env.ParseWithOptions(&raw, env.Options{Environment: environ}); err != nil {
-		v.envError(err)
-	}
-	cfg := v.validate(raw)
+	cfg := v.validate(v.convert())
 	if only != nil {
 		kept := v.problems[:0]
 		for _, p := range v.problems {
@@ -346,7 +242,7 @@ func LoadRedis(getenv func(string) string, envFile string) (url, mode string, er
 // validator collects problems.
 type validator struct {
 	environ  map[string]string
-	failed   map[string]bool // variables caarlos0/env could not read
+	failed   map[string]bool // variables required and unset, or that did not convert
 	problems []Problem
 }
 
@@ -354,61 +250,37 @@ func (v *validator) add(name, format string, args ...any) {
 	v.problems = append(v.problems, Problem{Var: name, Reason: fmt.Sprintf(format, args...)})
 }
 
-// envError turns caarlos0/env's errors into problems.
-func (v *validator) envError(err error) {
-	var errs []error
-	var agg env.AggregateError
-	if errors.As(err, &agg) {
-		errs = agg.Errors
-	} else {
-		errs = []error{err}
-	}
-	for _, e := range errs {
-		var (
-			notSet   env.VarIsNotSetError
-			empty    env.EmptyVarError
-			parseErr env.ParseError
-		)
+// convert converts each variable's text, or its default, to its field's
+// type. A variable that is required and unset, or does not convert, is a
+// problem, and failed for the validator.
+func (v *validator) convert() Config {
+	var raw Config
+	for _, vr := range variables {
+		text, set := v.environ[vr.Name]
 		switch {
-		case errors.As(e, &notSet):
-			v.failed[notSet.Key] = true
-			v.add(notSet.Key, "required")
-		case errors.As(e, &empty):
-			v.failed[empty.Key] = true
-			v.add(empty.Key, "required")
-		case errors.As(e, &parseErr):
-			name, ok := fieldVar[parseErr.Name]
-			if !ok {
-				v.add("config", "%v", e) // not reached: every field is tagged
-				continue
-			}
-			v.failed[name] = true
-			v.add(name, "%s", parseReason(name, v.environ[name], parseErr.Err))
+		case set:
+		case vr.Required:
+			v.failed[vr.Name] = true
+			v.add(vr.Name, "required")
+			continue
 		default:
-			v.add("config", "%v", e) // a bug in rawConfig's tags
+			text = vr.Default
+		}
+		if text == "" {
+			continue
+		}
+		field := vr.field(&raw)
+		if err := convert(field, text); err != nil {
+			v.failed[vr.Name] = true
+			v.add(vr.Name, "%s", convertReason(field, text, err))
 		}
 	}
+	return raw
 }
 
-// parseReason explains why caarlos0/env could not convert value. Only
-// non-secret variables have types that can fail to parse, so the value may
-// be shown.
-func parseReason(name, value string, err error) string {
-	switch varType[name] {
-	case reflect.TypeFor[time.Duration]():
-		return fmt.Sprintf("%s is not a duration (e.g. 10s)", show(value))
-	case reflect.TypeFor[bool]():
-		return fmt.Sprintf("%s is not a boolean (true, false, 1 or 0)", show(value))
-	case reflect.TypeFor[int]():
-		if errors.Is(err, strconv.ErrRange) {
-			return fmt.Sprintf("%s is out of range", show(value))
-		}
-		return fmt.Sprintf("%s is not a whole number", show(value))
-	}
-	return fmt.Sprintf("%s is malformed", show(value))
-}
-
-func (v *validator) validate(raw rawConfig) Config {
+// validate checks raw, the variables converted to their fields' types,
+// and returns the Config that Load gives.
+func (v *validator) validate(raw Config) Config {
 	var c Config
 
 	c.SlackAppToken = v.token(varSlackAppToken, raw.SlackAppToken, "xapp-", "an app-level token")
@@ -419,7 +291,7 @@ func (v *validator) validate(raw rawConfig) Config {
 
 	regionOK := false
 	if !v.failed[varRegion] {
-		if regionRE.MatchString(raw.Region) {
+		if hbrbot.ValidRegion(raw.Region) {
 			c.Region = raw.Region
 			regionOK = true
 		} else {
@@ -427,8 +299,8 @@ func (v *validator) validate(raw rawConfig) Config {
 		}
 	}
 	switch {
-	case raw.HBREndpoint != "":
-		c.HBREndpoint = v.hbrEndpoint(raw.HBREndpoint)
+	case v.environ[varHBREndpoint] != "":
+		c.HBREndpoint = v.hbrEndpoint(v.environ[varHBREndpoint])
 	case regionOK:
 		c.HBREndpoint = &url.URL{Scheme: "https", Host: "hbr." + c.Region + ".aliyuncs.com"}
 	}
@@ -474,12 +346,12 @@ func (v *validator) validate(raw rawConfig) Config {
 		c.HBRRateLimit = raw.HBRRateLimit
 	}
 
-	c.Approvers = v.ids(varApprovers, raw.Approvers, approverRE, "Slack user or user-group IDs (U..., W..., S...)")
+	c.Approvers = v.ids(varApprovers, raw.Approvers, hbrbot.ValidUserOrGroupID, "Slack user or user-group IDs (U..., W..., S...)")
 	c.AllowSelfApproval = raw.AllowSelfApproval
-	c.Requesters = v.ids(varRequesters, raw.Requesters, approverRE, "Slack user or user-group IDs (U..., W..., S...)")
+	c.Requesters = v.ids(varRequesters, raw.Requesters, hbrbot.ValidUserOrGroupID, "Slack user or user-group IDs (U..., W..., S...)")
 	if !v.failed[varRequiredApprovals] {
-		if raw.RequiredApprovals < 1 || raw.RequiredApprovals > 10 {
-			v.add(varRequiredApprovals, "%d is not between 1 and 10", raw.RequiredApprovals)
+		if !hbrbot.ValidApprovals(raw.RequiredApprovals) {
+			v.add(varRequiredApprovals, "%d is not between %d and %d", raw.RequiredApprovals, hbrbot.MinApprovals, hbrbot.MaxApprovals)
 		}
 		c.RequiredApprovals = raw.RequiredApprovals
 	}
@@ -490,10 +362,8 @@ func (v *validator) validate(raw rawConfig) Config {
 	if raw.LogFormat != "json" && raw.LogFormat != "text" {
 		v.add(varLogFormat, "%s is not json or text", show(raw.LogFormat))
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(raw.LogLevel)); err != nil {
-		v.add(varLogLevel, "%s is not debug, info, warn or error", show(raw.LogLevel))
-	}
-	c.AllowedChannels = v.ids(varAllowedChannels, raw.AllowedChannels, channelRE, "Slack channel IDs (C..., G..., D...)")
+	c.LogLevel = raw.LogLevel
+	c.AllowedChannels = v.ids(varAllowedChannels, raw.AllowedChannels, hbrbot.ValidChannelID, "Slack channel IDs (C..., G..., D...)")
 
 	if !v.failed[varMaxTargets] {
 		if raw.MaxTargets < MinMaxTargets || raw.MaxTargets > MaxMaxTargets {
@@ -674,8 +544,8 @@ func (v *validator) duration(name string, d, atLeast time.Duration) time.Duratio
 }
 
 // ids trims the items, drops empty ones and duplicates, and checks each
-// against re.
-func (v *validator) ids(name string, items []string, re *regexp.Regexp, what string) []string {
+// with valid.
+func (v *validator) ids(name string, items []string, valid func(string) bool, what string) []string {
 	if v.failed[name] {
 		return nil
 	}
@@ -686,7 +556,7 @@ func (v *validator) ids(name string, items []string, re *regexp.Regexp, what str
 			continue
 		}
 		out = append(out, it)
-		if !re.MatchString(it) {
+		if !valid(it) {
 			bad = append(bad, show(it))
 		}
 	}
@@ -725,11 +595,11 @@ func (v *validator) httpAddr(value string) string {
 // err builds the *Error: problems in the variables' order, secrets scrubbed
 // from every reason as a last line of defence.
 func (v *validator) err() *Error {
-	secrets := []string{
-		v.environ[varSlackAppToken],
-		v.environ[varSlackBotToken],
-		v.environ[varAccessKeySecret],
-		v.environ[varSecurityToken],
+	var secrets []string
+	for _, vr := range variables {
+		if vr.Secrecy == Secret && vr.Name != varRedisURL { // a Redis URL's secret is its password, below
+			secrets = append(secrets, v.environ[vr.Name])
+		}
 	}
 	if u, err := url.Parse(v.environ[varRedisURL]); err == nil {
 		secrets = append(secrets, password(u))
@@ -742,13 +612,6 @@ func (v *validator) err() *Error {
 		return order(a.Var) - order(b.Var)
 	})
 	return &Error{Problems: problems}
-}
-
-func order(name string) int {
-	if i, ok := varOrder[name]; ok {
-		return i
-	}
-	return len(varNames)
 }
 
 // scrub replaces every secret of at least 6 characters in s with

@@ -290,6 +290,7 @@ func TestInvalid(t *testing.T) {
 		{"region upper case", map[string]string{"ALIBABA_CLOUD_REGION_ID": "CN-HANGZHOU"}, "ALIBABA_CLOUD_REGION_ID", `"CN-HANGZHOU" is not a region`},
 		{"region no dash", map[string]string{"ALIBABA_CLOUD_REGION_ID": "hangzhou"}, "ALIBABA_CLOUD_REGION_ID", "not a region"},
 		{"region host injection", map[string]string{"ALIBABA_CLOUD_REGION_ID": "cn-hangzhou.evil.com/x"}, "ALIBABA_CLOUD_REGION_ID", "not a region"},
+		{"region longer than the command accepts", map[string]string{"ALIBABA_CLOUD_REGION_ID": "cn-" + strings.Repeat("a", 30)}, "ALIBABA_CLOUD_REGION_ID", "not a region"},
 		{"endpoint path", map[string]string{"HBR_ENDPOINT": "https://hbr.example.com/v1"}, "HBR_ENDPOINT", "without path"},
 		{"endpoint query", map[string]string{"HBR_ENDPOINT": "https://hbr.example.com?a=b"}, "HBR_ENDPOINT", "query"},
 		{"endpoint fragment", map[string]string{"HBR_ENDPOINT": "https://hbr.example.com/#x"}, "HBR_ENDPOINT", "fragment"},
@@ -622,6 +623,7 @@ func fullConfig(t *testing.T) Config {
 		"ALIBABA_CLOUD_SECURITY_TOKEN":    leakSTS,
 		"REDIS_URL":                       "rediss://default:" + leakRedis + "@redis.example.com:6380/1",
 		"HBRBOT_APPROVERS":                "U0AAA",
+		"HBRBOT_REQUESTERS":               "U0BBB",
 		"HBRBOT_ALLOWED_CHANNELS":         "C0AAA",
 	}))
 }
@@ -647,8 +649,10 @@ func TestRedacted(t *testing.T) {
 		t.Error("Redacted changed the original")
 	}
 	r.Approvers[0] = "U0ZZZ"
+	r.Requesters[0] = "U0ZZZ"
+	r.AllowedChannels[0] = "C0ZZZ"
 	r.HBREndpoint.Host = "changed"
-	if c.Approvers[0] != "U0AAA" || c.HBREndpoint.Host == "changed" {
+	if c.Approvers[0] != "U0AAA" || c.Requesters[0] != "U0BBB" || c.AllowedChannels[0] != "C0AAA" || c.HBREndpoint.Host == "changed" {
 		t.Error("Redacted shares memory with the original")
 	}
 
@@ -699,6 +703,8 @@ func TestSlogNeverLeaks(t *testing.T) {
 		`"HBR_ENDPOINT":"https://hbr.cn-hangzhou.aliyuncs.com"`,
 		`"HBRBOT_APPROVERS":["U0AAA"]`,
 		`"HBRBOT_MAX_TARGETS":500`,
+		`"HBRBOT_POLL_INTERVAL":"10s"`,
+		`"HBRBOT_LOG_LEVEL":"INFO"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("slog output lacks %s:\n%s", want, out)
@@ -721,8 +727,12 @@ func TestVariableNames(t *testing.T) {
 		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",
 		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN", "HBRBOT_LOG_FORMAT", "HBRBOT_LOG_LEVEL", "HBRBOT_PPROF",
 	}
-	if !slices.Equal(varNames, want) {
-		t.Errorf("variables %v, want %v", varNames, want)
+	var names []string
+	for _, v := range Variables() {
+		names = append(names, v.Name)
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("variables %v, want %v", names, want)
 	}
 	// Every variable appears in the slog form.
 	var keys []string
@@ -731,5 +741,41 @@ func TestVariableNames(t *testing.T) {
 	}
 	if !slices.Equal(keys, want) {
 		t.Errorf("LogValue keys %v, want %v", keys, want)
+	}
+}
+
+// TestVariablesTable: the table sets every Config field once, and only
+// Secret variables are hidden.
+func TestVariablesTable(t *testing.T) {
+	var c Config
+	fields := map[uintptr]string{}
+	for _, v := range variables {
+		p := reflect.ValueOf(v.field(&c))
+		if other, dup := fields[p.Pointer()]; dup {
+			t.Errorf("%s and %s set the same field", other, v.Name)
+		}
+		fields[p.Pointer()] = v.Name
+		logValue(v.field(&c)) // panics on a type without a log form
+		if (v.Secrecy == Secret) != (v.hide != nil) {
+			t.Errorf("%s: secrecy %d, but hidden in logs: %v", v.Name, v.Secrecy, v.hide != nil)
+		}
+		if v.Meaning == "" || strings.Contains(v.Meaning, "\n") {
+			t.Errorf("%s: meaning %q is not one line", v.Name, v.Meaning)
+		}
+		if v.Required && v.Default != "" {
+			t.Errorf("%s is required and has a default", v.Name)
+		}
+	}
+	if n := reflect.TypeFor[Config]().NumField(); len(fields) != n {
+		t.Errorf("the table sets %d of Config's %d fields", len(fields), n)
+	}
+}
+
+// TestRedisURLScrubbedOnlyOfItsPassword: a Redis URL is secret only in its
+// password, so the rest of it does not blank out other variables' values.
+func TestRedisURLScrubbedOnlyOfItsPassword(t *testing.T) {
+	e := loadErr(t, with(map[string]string{"REDIS_URL": "sometimes", "HBRBOT_POLL_INTERVAL": "sometimes"}), "")
+	if !strings.Contains(e.Error(), `HBRBOT_POLL_INTERVAL: "sometimes" is not a duration`) {
+		t.Errorf("error:\n%v", e)
 	}
 }

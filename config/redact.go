@@ -10,25 +10,30 @@ import (
 
 const redacted = "[redacted]"
 
-// Redacted returns a copy of c that is safe to log: the Slack tokens, the
-// access key secret and the security token are "[redacted]" when set, and so
-// is the password in RedisURL. The copy shares nothing with c.
+// Redacted returns a copy of c that is safe to log: every Secret variable's
+// value is redacted when set (the Slack tokens, the access key secret and
+// the security token are "[redacted]"; so is the password in RedisURL). The
+// copy shares nothing with c.
 func (c Config) Redacted() Config {
 	r := c
-	r.SlackAppToken = redact(c.SlackAppToken)
-	r.SlackBotToken = redact(c.SlackBotToken)
-	r.AccessKeySecret = redact(c.AccessKeySecret)
-	r.SecurityToken = redact(c.SecurityToken)
-	r.RedisURL = redactRedisURL(c.RedisURL)
-	if c.HBREndpoint != nil {
-		u := *c.HBREndpoint
-		if u.User != nil { // not from Load, which refuses user info
-			u.User = url.User(redacted)
+	for _, v := range variables {
+		switch p := v.field(&r).(type) {
+		case *string:
+			if v.hide != nil {
+				*p = v.hide(*p)
+			}
+		case *[]string:
+			*p = slices.Clone(*p)
+		case **url.URL:
+			if *p != nil {
+				u := **p
+				if u.User != nil { // not from Load, which refuses user info
+					u.User = url.User(redacted)
+				}
+				*p = &u
+			}
 		}
-		r.HBREndpoint = &u
 	}
-	r.Approvers = slices.Clone(c.Approvers)
-	r.AllowedChannels = slices.Clone(c.AllowedChannels)
 	return r
 }
 
@@ -36,42 +41,11 @@ func (c Config) Redacted() Config {
 // by their environment variables' names.
 func (c Config) LogValue() slog.Value {
 	r := c.Redacted()
-	endpoint := ""
-	if r.HBREndpoint != nil {
-		endpoint = r.HBREndpoint.String()
+	attrs := make([]slog.Attr, len(variables))
+	for i, v := range variables {
+		attrs[i] = slog.Attr{Key: v.Name, Value: logValue(v.field(&r))}
 	}
-	return slog.GroupValue(
-		slog.String(varSlackAppToken, r.SlackAppToken),
-		slog.String(varSlackBotToken, r.SlackBotToken),
-		slog.String(varSlackAPIURL, r.SlackAPIURL),
-		slog.String(varAccessKeyID, r.AccessKeyID),
-		slog.String(varAccessKeySecret, r.AccessKeySecret),
-		slog.String(varSecurityToken, r.SecurityToken),
-		slog.String(varRegion, r.Region),
-		slog.String(varHBREndpoint, endpoint),
-		slog.String(varRedisURL, r.RedisURL),
-		slog.String(varRedisMode, r.RedisMode),
-		slog.Duration(varPollInterval, r.PollInterval),
-		slog.String(varPollPolicy, r.PollPolicy),
-		slog.Duration(varPollMinInterval, r.PollMinInterval),
-		slog.Duration(varPollMaxInterval, r.PollMaxInterval),
-		slog.Duration(varTaskTimeout, r.TaskTimeout),
-		slog.Duration(varRequestTTL, r.RequestTTL),
-		slog.Any(varApprovers, r.Approvers),
-		slog.Any(varRequesters, r.Requesters),
-		slog.Int(varRequiredApprovals, r.RequiredApprovals),
-		slog.Bool(varAllowSelfApproval, r.AllowSelfApproval),
-		slog.Any(varAllowedChannels, r.AllowedChannels),
-		slog.Int(varMaxTargets, r.MaxTargets),
-		slog.String(varHTTPAddr, r.HTTPAddr),
-		slog.Duration(varLease, r.Lease),
-		slog.Int(varHBRRateLimit, r.HBRRateLimit),
-		slog.String(varPolicyFile, r.PolicyFile),
-		slog.Bool(varDryRun, r.DryRun),
-		slog.String(varLogFormat, r.LogFormat),
-		slog.String(varLogLevel, r.LogLevel.String()),
-		slog.Bool(varPProf, r.PProf),
-	)
+	return slog.GroupValue(attrs...)
 }
 
 // String formats the redacted configuration, so that fmt's %v and %+v never

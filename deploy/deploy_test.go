@@ -19,70 +19,37 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
-)
 
-// The config package's source: its env:"NAME" tags are the variables the
-// bot reads.
-const configSource = "../config/config.go"
+	"github.com/hbrbot/hbrbot/config"
+)
 
 // envRefRE finds what looks like one of the bot's environment variables.
 // \b keeps it from matching inside a longer name (FOO_REDIS_URL).
 var envRefRE = regexp.MustCompile(`\b(?:HBRBOT|SLACK|ALIBABA_CLOUD|REDIS|HBR)_[A-Z0-9_]*[A-Z0-9]\b`)
 
-// secretVars must come from a Secret, never a ConfigMap or a literal value.
-// REDIS_URL is one because it may hold a password.
-var secretVars = []string{
-	"SLACK_APP_TOKEN", "SLACK_BOT_TOKEN",
-	"ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN",
-	"REDIS_URL",
-}
-
-// configVar is one variable of config.go's rawConfig.
-type configVar struct {
-	required   bool
-	def        string
-	hasDefault bool
-}
-
-var tagRE = regexp.MustCompile(`env:"([A-Z][A-Z0-9_]*)((?:,[a-zA-Z]+)*)"(?:.*?envDefault:"([^"]*)")?`)
-
-// knownVars parses config.go's struct tags.
-func knownVars(t *testing.T) map[string]configVar {
-	t.Helper()
-	src, err := os.ReadFile(configSource)
-	if err != nil {
-		t.Fatalf("read the config package: %v", err)
-	}
-	vars := map[string]configVar{}
-	for _, line := range strings.Split(string(src), "\n") {
-		m := tagRE.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		vars[m[1]] = configVar{
-			required:   strings.Contains(m[2], ",required"),
-			def:        m[3],
-			hasDefault: strings.Contains(line, `envDefault:"`),
-		}
-	}
-	// Guard against a refactor of config.go making this test vacuous.
-	for _, must := range []string{"SLACK_APP_TOKEN", "REDIS_URL", "HBRBOT_HTTP_ADDR"} {
-		if _, ok := vars[must]; !ok {
-			t.Fatalf("found no env:%q tag in %s (found %d variables): has the config package changed shape?", must, configSource, len(vars))
-		}
+// knownVars are the variables the bot reads, by name.
+func knownVars() map[string]config.Variable {
+	vars := map[string]config.Variable{}
+	for _, v := range config.Variables() {
+		vars[v.Name] = v
 	}
 	return vars
 }
 
+// fromSecret says whether a variable must come from a Secret, never a
+// ConfigMap or a literal value: secrets, and the half of a credential that
+// is not one (the access key ID), which goes with the other half.
+func fromSecret(v config.Variable) bool { return v.Secrecy != config.Public }
+
 // httpPort is the port of HBRBOT_HTTP_ADDR's default, which the probes,
 // the container port and the Service must use.
-func httpPort(t *testing.T, vars map[string]configVar) int {
+func httpPort(t *testing.T, vars map[string]config.Variable) int {
 	t.Helper()
 	v := vars["HBRBOT_HTTP_ADDR"]
-	if !v.hasDefault {
-		t.Fatalf("HBRBOT_HTTP_ADDR has no envDefault in %s", configSource)
+	if v.Default == "" {
+		t.Fatal("HBRBOT_HTTP_ADDR has no default in config.Variables")
 	}
-	return addrPort(t, "HBRBOT_HTTP_ADDR default", v.def)
+	return addrPort(t, "HBRBOT_HTTP_ADDR default", v.Default)
 }
 
 func addrPort(t *testing.T, what, addr string) int {
@@ -164,7 +131,7 @@ func deployFiles(t *testing.T) []file {
 
 // unknownVars lists, as "file:line: NAME", every variable src names that
 // is not in known.
-func unknownVars(path string, src []byte, known map[string]configVar) []string {
+func unknownVars(path string, src []byte, known map[string]config.Variable) []string {
 	var bad []string
 	sc := bufio.NewScanner(bytes.NewReader(src))
 	sc.Buffer(nil, 1<<20)
@@ -181,7 +148,7 @@ func unknownVars(path string, src []byte, known map[string]configVar) []string {
 // TestEnvironmentVariablesAreKnown: a variable the bot does not read is a
 // setting that silently does nothing (a typo, or one renamed or removed).
 func TestEnvironmentVariablesAreKnown(t *testing.T) {
-	known := knownVars(t)
+	known := knownVars()
 	files := deployFiles(t)
 	if len(files) == 0 {
 		t.Fatal("no deployment files found")
@@ -192,7 +159,7 @@ func TestEnvironmentVariablesAreKnown(t *testing.T) {
 			mentioned[name] = true
 		}
 		for _, b := range unknownVars(f.path, f.raw, known) {
-			t.Errorf("%s is not a variable the config package reads (%s)", b, configSource)
+			t.Errorf("%s is not a variable the config package reads (config.Variables)", b)
 		}
 	}
 	if len(mentioned) == 0 {
@@ -202,7 +169,7 @@ func TestEnvironmentVariablesAreKnown(t *testing.T) {
 
 // TestUnknownVariableIsCaught keeps the check above honest.
 func TestUnknownVariableIsCaught(t *testing.T) {
-	known := knownVars(t)
+	known := knownVars()
 	src := []byte("data:\n  HBRBOT_POLL_INTERVAL: 10s\n  HBRBOT_POLL_INTERVALL: 10s\n  OTHER_HBRBOT_X: 1\n")
 	got := unknownVars("x.yaml", src, known)
 	want := []string{"x.yaml:3: HBRBOT_POLL_INTERVALL"}
@@ -269,7 +236,7 @@ func num(v any) (int, bool) {
 }
 
 func TestKubernetes(t *testing.T) {
-	known := knownVars(t)
+	known := knownVars()
 	port := httpPort(t, known)
 	files := deployFiles(t)
 
@@ -342,7 +309,7 @@ func TestKubernetes(t *testing.T) {
 	for _, e := range list(get(c, "env")) {
 		name := str(get(e, "name"))
 		provided[name] = true
-		if slices.Contains(secretVars, name) {
+		if fromSecret(known[name]) {
 			if get(e, "value") != nil || get(e, "valueFrom", "secretKeyRef") == nil {
 				t.Errorf("env %s must come from a Secret (valueFrom.secretKeyRef)", name)
 			}
@@ -365,7 +332,7 @@ func TestKubernetes(t *testing.T) {
 		}
 		for k, v := range data {
 			provided[k] = true
-			if slices.Contains(secretVars, k) {
+			if fromSecret(known[k]) {
 				t.Errorf("ConfigMap %s holds %s, a secret: move it to the Secret", name, k)
 			}
 			if k == "HBRBOT_HTTP_ADDR" {
@@ -377,7 +344,7 @@ func TestKubernetes(t *testing.T) {
 	}
 	var required []string
 	for name, v := range known {
-		if v.required {
+		if v.Required {
 			required = append(required, name)
 		}
 	}
@@ -442,7 +409,7 @@ func matches(sel any, labels map[string]any) bool {
 }
 
 func TestCompose(t *testing.T) {
-	known := knownVars(t)
+	known := knownVars()
 	port := httpPort(t, known)
 	var compose map[string]any
 	for _, f := range deployFiles(t) {
@@ -482,7 +449,7 @@ func TestCompose(t *testing.T) {
 			}
 			continue
 		}
-		if slices.Contains(secretVars, k) {
+		if fromSecret(known[k]) {
 			t.Errorf("compose sets the secret %s in the file: put it in the env_file", k)
 		}
 	}
@@ -600,7 +567,7 @@ func TestRAMPolicy(t *testing.T) {
 
 // The image's EXPOSE matches the port everything else uses.
 func TestDockerfileExposesHTTPPort(t *testing.T) {
-	port := httpPort(t, knownVars(t))
+	port := httpPort(t, knownVars())
 	src, err := os.ReadFile("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hbrbot/hbrbot"
 )
 
 // fileRules is an entry of the policy file. Pointers tell unset from zero.
@@ -29,12 +31,6 @@ type file struct {
 	Default  *fileRules           `yaml:"default"`
 	Channels map[string]fileRules `yaml:"channels"`
 }
-
-var (
-	regionRE  = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+)+$`)
-	userRE    = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
-	channelRE = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
-)
 
 // LoadFile reads a policy file over base (the rules from the environment).
 // Every problem is reported with its line.
@@ -69,7 +65,7 @@ func Parse(raw []byte, name string, base Rules, maxTargetsCap int) (Set, error) 
 		set.Default = &def
 	}
 	for ch, fr := range f.Channels {
-		if !channelRE.MatchString(ch) {
+		if !hbrbot.ValidChannelID(ch) {
 			add(v.line("channels", ch), "%q is not a Slack channel ID (C..., G..., D...)", ch)
 			continue
 		}
@@ -126,7 +122,7 @@ func (v validator) rules(entry string, fr fileRules, inherit Rules) Rules {
 	if fr.Regions != nil {
 		r.Regions = *fr.Regions
 		for _, reg := range r.Regions {
-			if !regionRE.MatchString(reg) {
+			if !hbrbot.ValidRegion(reg) {
 				v.add(v.line(path("regions")...), "%q is not a region ID (e.g. cn-hangzhou)", reg)
 			}
 		}
@@ -137,14 +133,14 @@ func (v validator) rules(entry string, fr fileRules, inherit Rules) Rules {
 	if fr.SourceAccounts != nil {
 		r.SourceAccounts = *fr.SourceAccounts
 		for _, a := range r.SourceAccounts {
-			if a <= 0 {
+			if !hbrbot.ValidAccountID(a) {
 				v.add(v.line(path("source_accounts")...), "%d is not an Alibaba Cloud account ID", a)
 			}
 		}
 	}
 	ids := func(key string, list *[]string) []string {
 		for _, id := range *list {
-			if !userRE.MatchString(id) {
+			if !hbrbot.ValidUserOrGroupID(id) {
 				v.add(v.line(path(key)...), "%q is not a Slack user or user-group ID (U..., W..., S...)", id)
 			}
 		}
@@ -158,8 +154,8 @@ func (v validator) rules(entry string, fr fileRules, inherit Rules) Rules {
 	}
 	if fr.RequiredApprovals != nil {
 		r.RequiredApprovals = *fr.RequiredApprovals
-		if r.RequiredApprovals < 1 || r.RequiredApprovals > 10 {
-			v.add(v.line(path("required_approvals")...), "required_approvals %d is not between 1 and 10", r.RequiredApprovals)
+		if !hbrbot.ValidApprovals(r.RequiredApprovals) {
+			v.add(v.line(path("required_approvals")...), "required_approvals %d is not between %d and %d", r.RequiredApprovals, hbrbot.MinApprovals, hbrbot.MaxApprovals)
 		}
 	}
 	if fr.AllowSelfApproval != nil {
@@ -171,17 +167,8 @@ func (v validator) rules(entry string, fr fileRules, inherit Rules) Rules {
 			v.add(v.line(path("max_targets")...), "max_targets %d is not between 1 and %s", r.MaxTargets, strconv.Itoa(v.maxTargets))
 		}
 	}
-	if n := len(r.Approvers); n > 0 && !hasGroup(r.Approvers) && r.RequiredApprovals > n {
+	if n := len(r.Approvers); n > 0 && !slices.ContainsFunc(r.Approvers, hbrbot.IsUserGroupID) && r.RequiredApprovals > n {
 		v.add(v.line(path("required_approvals")...), "required_approvals %d exceeds the %d approvers listed", r.RequiredApprovals, n)
 	}
 	return r
-}
-
-func hasGroup(ids []string) bool {
-	for _, id := range ids {
-		if strings.HasPrefix(id, "S") {
-			return true
-		}
-	}
-	return false
 }

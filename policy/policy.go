@@ -109,7 +109,7 @@ func Member(ctx context.Context, user string, ids []string, groups Groups) (bool
 		return true, nil
 	}
 	for _, id := range ids {
-		if !strings.HasPrefix(id, "S") {
+		if !hbrbot.IsUserGroupID(id) {
 			continue
 		}
 		in, err := groups.InGroup(ctx, id, user)

@@ -115,6 +115,8 @@ channels:
 	for _, tc := range []struct{ name, doc, want string }{
 		{"unknown key", "default:\n  regoins: [cn-hangzhou]\n", "line 2: field regoins not found"},
 		{"bad region", "default:\n  regions: [Hangzhou]\n", `p.yaml:2: "Hangzhou" is not a region ID`},
+		{"region longer than the command accepts", "default:\n  regions: [cn-" + strings.Repeat("a", 30) + "]\n", `aaa" is not a region ID`},
+		{"required approvals range", "default:\n  required_approvals: 11\n", "p.yaml:2: required_approvals 11 is not between 1 and 10"},
 		{"bad approver", "channels:\n  C0X:\n    approvers: [alice]\n", `p.yaml:3: "alice" is not a Slack user`},
 		{"bad channel", "channels:\n  ops:\n    approvers: [U0A]\n", `p.yaml:2: "ops" is not a Slack channel ID`},
 		{"too many approvals", "channels:\n  C0X:\n    approvers: [U0A]\n    required_approvals: 2\n", "p.yaml:4: required_approvals 2 exceeds the 1 approvers"},

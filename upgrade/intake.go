@@ -119,8 +119,12 @@ func (in *Intake) Parse(inv Invocation) (hbrbot.Command, error) {
 func (in *Intake) Refused(ctx context.Context, inv Invocation, reason error) {
 	fields := map[string]string{"reason": reason.Error(), "text": hbrbot.Excerpt(inv.Text, 200)}
 	var r *policy.Refusal
-	if errors.As(reason, &r) {
+	var ie *hbrbot.InputError
+	switch {
+	case errors.As(reason, &r):
 		fields["rule"] = string(r.Rule)
+	case errors.As(reason, &ie):
+		fields["rule"] = "input:" + string(ie.Problem)
 	}
 	in.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditCommandRefused, Actor: inv.UserID, Channel: inv.ChannelID, Fields: fields})
 }
