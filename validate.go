@@ -28,6 +28,7 @@ const (
 var (
 	userOrGroupIDRE = regexp.MustCompile(`^[UWS][A-Z0-9]{2,}$`)
 	channelIDRE     = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
+	teamIDRE        = regexp.MustCompile(`^[TE][A-Z0-9]{2,}$`)
 )
 
 // ValidApprovals says whether n approvals is a number a request may need.
@@ -110,6 +111,10 @@ func IsUserGroupID(id string) bool { return strings.HasPrefix(id, "S") }
 // ValidChannelID says whether s is shaped like a Slack channel ID: public
 // (C...), private (G...) or a direct message (D...).
 func ValidChannelID(s string) bool { return channelIDRE.MatchString(s) }
+
+// ValidTeamID reports whether s is a Slack workspace ID (T...) or an
+// Enterprise Grid organisation ID (E...).
+func ValidTeamID(s string) bool { return teamIDRE.MatchString(s) }
 
 func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }

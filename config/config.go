@@ -147,8 +147,22 @@ type Config struct {
 	// LogLevel is HBRBOT_LOG_LEVEL: debug, info (default), warn or error.
 	LogLevel slog.Level
 	// PProf is HBRBOT_PPROF, default false: serve net/http/pprof under
-	// /debug/pprof/ on HTTPAddr.
+	// /debug/pprof/ on PProfAddr.
 	PProf bool
+	// PProfAddr is HBRBOT_PPROF_ADDR, default 127.0.0.1:6060: the
+	// profiler's own address, which must differ from HTTPAddr's.
+	PProfAddr string
+	// AllowedTeams is HBRBOT_ALLOWED_TEAMS: Slack workspace (T...) and
+	// Enterprise Grid (E...) IDs besides the bot's own whose members may
+	// act.
+	AllowedTeams []string
+	// UserCommands and ChannelCommands are HBRBOT_USER_COMMANDS (default
+	// 10) and HBRBOT_CHANNEL_COMMANDS (default 30): upgrade commands a
+	// minute, per user and per channel, all replicas together.
+	UserCommands, ChannelCommands int
+	// UserPending is HBRBOT_USER_PENDING, default 5: requests one user may
+	// have awaiting approval at once.
+	UserPending int
 }
 
 // Load reads the configuration. Each variable's value comes from getenv (the
@@ -358,6 +372,14 @@ func (v *validator) validate(raw Config) Config {
 	c.PolicyFile = raw.PolicyFile
 	c.DryRun = raw.DryRun
 	c.PProf = raw.PProf
+	c.PProfAddr = v.hostPort(varPProfAddr, raw.PProfAddr)
+	if c.PProfAddr != "" && c.PProfAddr == raw.HTTPAddr {
+		v.add(varPProfAddr, "must differ from HBRBOT_HTTP_ADDR: the profiler is never served on the main port")
+	}
+	c.AllowedTeams = v.ids(varAllowedTeams, raw.AllowedTeams, hbrbot.ValidTeamID, "Slack workspace or Enterprise Grid IDs (T..., E...)")
+	c.UserCommands = v.perMinute(varUserCommands, raw.UserCommands)
+	c.ChannelCommands = v.perMinute(varChannelCommands, raw.ChannelCommands)
+	c.UserPending = v.perMinute(varUserPending, raw.UserPending)
 	c.LogFormat = raw.LogFormat
 	if raw.LogFormat != "json" && raw.LogFormat != "text" {
 		v.add(varLogFormat, "%s is not json or text", show(raw.LogFormat))
@@ -372,8 +394,16 @@ func (v *validator) validate(raw Config) Config {
 		c.MaxTargets = raw.MaxTargets
 	}
 
-	c.HTTPAddr = v.httpAddr(raw.HTTPAddr)
+	c.HTTPAddr = v.hostPort(varHTTPAddr, raw.HTTPAddr)
 	return c
+}
+
+// perMinute checks a flood limit: at least 1, at most 10,000.
+func (v *validator) perMinute(name string, n int) int {
+	if !v.failed[name] && (n < 1 || n > 10000) {
+		v.add(name, "%d is not between 1 and 10000", n)
+	}
+	return n
 }
 
 // token checks a Slack token. The value is secret and never shown.
@@ -576,17 +606,17 @@ func (v *validator) ids(name string, items []string, valid func(string) bool, wh
 	return out
 }
 
-func (v *validator) httpAddr(value string) string {
-	if v.failed[varHTTPAddr] {
+func (v *validator) hostPort(name, value string) string {
+	if v.failed[name] {
 		return ""
 	}
 	_, port, err := net.SplitHostPort(value)
 	if err != nil {
-		v.add(varHTTPAddr, "%s is not host:port (e.g. :8080)", show(value))
+		v.add(name, "%s is not host:port (e.g. :8080)", show(value))
 		return ""
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		v.add(varHTTPAddr, "port %s is not a number between 0 and 65535", show(port))
+		v.add(name, "port %s is not a number between 0 and 65535", show(port))
 		return ""
 	}
 	return value
@@ -602,7 +632,7 @@ func (v *validator) err() *Error {
 		}
 	}
 	if u, err := url.Parse(v.environ[varRedisURL]); err == nil {
-		secrets = append(secrets, password(u))
+		secrets = append(secrets, urlSecrets(u)...)
 	}
 	problems := slices.Clone(v.problems)
 	for i := range problems {
@@ -624,14 +654,6 @@ func scrub(s string, secrets []string) string {
 		}
 	}
 	return s
-}
-
-func password(u *url.URL) string {
-	if u == nil || u.User == nil {
-		return ""
-	}
-	p, _ := u.User.Password()
-	return p
 }
 
 func hasSpace(s string) bool {

@@ -678,6 +678,10 @@ func TestRedactRedisURL(t *testing.T) {
 		{"redis://us%3Aer:" + leakRedis + "@localhost/0", "redis://us%3Aer:[redacted]@localhost/0"},
 		{"redis://u:" + leakRedis + ":xxxxx@h/0", "redis://u:[redacted]@h/0"},
 		{"redis://u:" + leakRedis + "%zz@h", "[redacted]"},
+		// Sentinel's master password comes in the query (go-redis takes it
+		// nowhere else), and so may the sentinels' own.
+		{"redis://:" + leakRedis + "@s1:26379/0?master_name=m&password=" + leakRedis + "&sentinel_password=" + leakRedis,
+			"redis://:[redacted]@s1:26379/0?master_name=m&password=%5Bredacted%5D&sentinel_password=%5Bredacted%5D"},
 	}
 	for _, tt := range tests {
 		if got := redactRedisURL(tt.in); got != tt.want {
@@ -724,8 +728,9 @@ func TestVariableNames(t *testing.T) {
 		"ALIBABA_CLOUD_REGION_ID", "HBR_ENDPOINT", "REDIS_URL", "REDIS_MODE",
 		"HBRBOT_POLL_INTERVAL", "HBRBOT_POLL_POLICY", "HBRBOT_POLL_MIN_INTERVAL", "HBRBOT_POLL_MAX_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
 		"HBRBOT_APPROVERS", "HBRBOT_REQUESTERS", "HBRBOT_REQUIRED_APPROVALS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
+		"HBRBOT_ALLOWED_TEAMS", "HBRBOT_USER_COMMANDS", "HBRBOT_CHANNEL_COMMANDS", "HBRBOT_USER_PENDING",
 		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",
-		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN", "HBRBOT_LOG_FORMAT", "HBRBOT_LOG_LEVEL", "HBRBOT_PPROF",
+		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN", "HBRBOT_LOG_FORMAT", "HBRBOT_LOG_LEVEL", "HBRBOT_PPROF", "HBRBOT_PPROF_ADDR",
 	}
 	var names []string
 	for _, v := range Variables() {

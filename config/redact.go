@@ -83,10 +83,45 @@ func redactRedisURL(s string) string {
 	if err != nil {
 		return redacted
 	}
+	if q := u.Query(); len(passwordParams(q)) > 0 {
+		// Sentinel's master password (and the like) comes as a query value.
+		for _, k := range passwordParams(q) {
+			q[k] = []string{redacted}
+		}
+		u.RawQuery = q.Encode()
+		s = u.String()
+	}
 	if _, ok := u.User.Password(); !ok {
 		return s
 	}
 	// url.URL.Redacted writes the password as "xxxxx"; the username is
 	// escaped there, so the first ":xxxxx@" is the password.
 	return strings.Replace(u.Redacted(), ":xxxxx@", ":"+redacted+"@", 1)
+}
+
+// passwordParams are the query keys that hold a password: password,
+// sentinel_password, any key containing "pass".
+func passwordParams(q url.Values) []string {
+	var keys []string
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "pass") {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// urlSecrets are the passwords a URL holds, in its user info and query.
+func urlSecrets(u *url.URL) []string {
+	var out []string
+	if u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			out = append(out, p)
+		}
+	}
+	q := u.Query()
+	for _, k := range passwordParams(q) {
+		out = append(out, q[k]...)
+	}
+	return out
 }

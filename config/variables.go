@@ -75,6 +75,11 @@ const (
 	varLogFormat         = "HBRBOT_LOG_FORMAT"
 	varLogLevel          = "HBRBOT_LOG_LEVEL"
 	varPProf             = "HBRBOT_PPROF"
+	varPProfAddr         = "HBRBOT_PPROF_ADDR"
+	varAllowedTeams      = "HBRBOT_ALLOWED_TEAMS"
+	varUserCommands      = "HBRBOT_USER_COMMANDS"
+	varChannelCommands   = "HBRBOT_CHANNEL_COMMANDS"
+	varUserPending       = "HBRBOT_USER_PENDING"
 )
 
 // variable is a Variable and the Config field it sets.
@@ -130,8 +135,16 @@ var variables = []variable{
 		func(c *Config) any { return &c.RequiredApprovals }, nil},
 	{Variable{Name: varAllowSelfApproval, Default: "false", Meaning: "whether requesters may approve their own requests"},
 		func(c *Config) any { return &c.AllowSelfApproval }, nil},
-	{Variable{Name: varAllowedChannels, Meaning: "Slack channel IDs where the command is accepted; empty: any"},
+	{Variable{Name: varAllowedChannels, Meaning: "Slack channel IDs where the command is accepted; empty: any channel not shared with another organisation"},
 		func(c *Config) any { return &c.AllowedChannels }, nil},
+	{Variable{Name: varAllowedTeams, Meaning: "other Slack workspaces (T...) or Enterprise Grid orgs (E...) whose members may act; empty: only the bot's own"},
+		func(c *Config) any { return &c.AllowedTeams }, nil},
+	{Variable{Name: varUserCommands, Default: "10", Meaning: "upgrade commands one user may give a minute"},
+		func(c *Config) any { return &c.UserCommands }, nil},
+	{Variable{Name: varChannelCommands, Default: "30", Meaning: "upgrade commands one channel may take a minute"},
+		func(c *Config) any { return &c.ChannelCommands }, nil},
+	{Variable{Name: varUserPending, Default: "5", Meaning: "requests one user may have awaiting approval at once"},
+		func(c *Config) any { return &c.UserPending }, nil},
 	{Variable{Name: varMaxTargets, Default: "500", Meaning: "most IDs one command may name"},
 		func(c *Config) any { return &c.MaxTargets }, nil},
 	{Variable{Name: varHTTPAddr, Default: ":8080", Meaning: "host:port of /healthz, /readyz and /metrics"},
@@ -148,8 +161,10 @@ var variables = []variable{
 		func(c *Config) any { return &c.LogFormat }, nil},
 	{Variable{Name: varLogLevel, Default: "info", Meaning: "debug, info, warn or error"},
 		func(c *Config) any { return &c.LogLevel }, nil},
-	{Variable{Name: varPProf, Default: "false", Meaning: "also serve net/http/pprof under /debug/pprof/"},
+	{Variable{Name: varPProf, Default: "false", Meaning: "serve net/http/pprof under /debug/pprof/ on HBRBOT_PPROF_ADDR"},
 		func(c *Config) any { return &c.PProf }, nil},
+	{Variable{Name: varPProfAddr, Default: "127.0.0.1:6060", Meaning: "host:port of the profiler, never the main port; loopback by default"},
+		func(c *Config) any { return &c.PProfAddr }, nil},
 }
 
 // Variables lists every variable Load reads, in the order of its problems
