@@ -234,19 +234,22 @@ func AwaitReadyz(ctx context.Context, addr string, status int, exited <-chan str
 	url := "http://" + addr + "/readyz"
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
+	last := errors.New("none")
 	for {
-		last, err := get(ctx, url)
-		if err == nil && last.status == status {
+		a, err := get(ctx, url)
+		switch {
+		case err == nil && a.status == status:
 			return nil
-		}
-		if err == nil {
-			err = fmt.Errorf("%d %s", last.status, strings.TrimSpace(string(last.body)))
+		case err == nil:
+			last = fmt.Errorf("%d %s", a.status, strings.TrimSpace(string(a.body)))
+		case ctx.Err() == nil: // not the wait's own end cutting the request short
+			last = err
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("the bot exited before %s answered %d (last answer: %v)", url, status, err)
+			return fmt.Errorf("the bot exited before %s answered %d (last answer: %v)", url, status, last)
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer %d: %w (last answer: %v)", url, status, ctx.Err(), err)
+			return fmt.Errorf("%s did not answer %d: %w (last answer: %v)", url, status, ctx.Err(), last)
 		case <-tick.C:
 		}
 	}

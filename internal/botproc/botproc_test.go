@@ -73,7 +73,7 @@ func TestAwaitReadyz(t *testing.T) {
 
 	ready.Store(false)
 	asked.Store(-1 << 20) // never ready again
-	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
 	defer cancelShort()
 	err := AwaitReadyz(short, addr, http.StatusOK, nil)
 	if err == nil || !strings.Contains(err.Error(), "redis: down") {

@@ -2,6 +2,7 @@ package botproc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -88,18 +89,22 @@ func AwaitMetrics(ctx context.Context, addr string, want Metrics) (Metrics, erro
 	defer cancel()
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
+	last := errors.New("no scrape")
 	for {
 		m, err := ReadMetrics(ctx, addr)
-		if err == nil {
+		switch {
+		case err == nil:
 			bad := m.Mismatches(want)
 			if len(bad) == 0 {
 				return m, nil
 			}
-			err = fmt.Errorf("%s", strings.Join(bad, "; "))
+			last = errors.New(strings.Join(bad, "; "))
+		case ctx.Err() == nil: // not the wait's own end cutting the scrape short
+			last = err
 		}
 		select {
 		case <-ctx.Done():
-			return m, fmt.Errorf("metrics of %s: %w: %v", addr, ctx.Err(), err)
+			return m, fmt.Errorf("metrics of %s: %w: %v", addr, ctx.Err(), last)
 		case <-tick.C:
 		}
 	}
