@@ -6,18 +6,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/hbrbot/hbrbot/internal/logrec"
 )
-
-// signalHandler sends each log message on a channel.
-type signalHandler struct{ msgs chan string }
-
-func (h signalHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h signalHandler) Handle(_ context.Context, r slog.Record) error {
-	h.msgs <- r.Message
-	return nil
-}
-func (h signalHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h signalHandler) WithGroup(string) slog.Handler      { return h }
 
 // TestSpawnBoundsWork: work behind acks runs at most maxHandlers at a time,
 // and waiting work runs when a slot frees.
@@ -52,7 +44,7 @@ func TestSpawnBoundsWork(t *testing.T) {
 // TestSpawnDropsWaitingWorkOnStop: work still waiting for a turn when the
 // bot stops is dropped (and logged), never started.
 func TestSpawnDropsWaitingWorkOnStop(t *testing.T) {
-	logs := signalHandler{msgs: make(chan string, 10)}
+	logs := &logrec.Handler{}
 	b := &Bot{log: slog.New(logs), handlers: make(chan struct{}, 1)}
 	ctx, stop := context.WithCancel(context.Background())
 	hold, held := make(chan struct{}), make(chan struct{})
@@ -61,8 +53,13 @@ func TestSpawnDropsWaitingWorkOnStop(t *testing.T) {
 	var ran atomic.Bool
 	b.spawn(ctx, func(context.Context) { ran.Store(true) })
 	stop()
-	if msg := <-logs.msgs; !strings.Contains(msg, "dropped before its turn") {
-		t.Errorf("log %q, want the drop", msg)
+	// The drop is logged, and only the log says it happened: wait for it
+	// before the held work ends and frees the slot.
+	wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	recs, err := logs.Wait(wctx, 1)
+	if err != nil || !strings.Contains(recs[0].Message, "dropped before its turn") {
+		t.Errorf("log %v (%v), want the drop", recs, err)
 	}
 	close(hold)
 	b.inflight.Wait()

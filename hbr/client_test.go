@@ -22,6 +22,7 @@ import (
 
 	"github.com/hbrbot/hbrbot"
 	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/internal/logrec"
 )
 
 const (
@@ -87,19 +88,6 @@ func hbrError(t *testing.T, err error) *hbrbot.HBRError {
 	}
 	return he
 }
-
-// retryCounter is a slog handler counting the client's retry warnings.
-type retryCounter struct{ n atomic.Int64 }
-
-func (h *retryCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (h *retryCounter) Handle(_ context.Context, r slog.Record) error {
-	if r.Level == slog.LevelWarn && strings.Contains(r.Message, "retrying") {
-		h.n.Add(1)
-	}
-	return nil
-}
-func (h *retryCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *retryCounter) WithGroup(string) slog.Handler      { return h }
 
 // startJob creates a job on srv through the client and returns its TaskId.
 func startJob(t *testing.T, ctx context.Context, c *Client, ids ...string) string {
@@ -567,8 +555,8 @@ func TestConnectionRefusedIsRetriedAndNotOutcomeUnknown(t *testing.T) {
 			ctx := testCtx(t)
 			o := testOptions(addr)
 			o.RetryFor = 500 * time.Millisecond
-			retries := &retryCounter{}
-			o.Logger = slog.New(retries)
+			logs := &logrec.Handler{}
+			o.Logger = slog.New(logs)
 			c := newClient(t, o)
 
 			err := tt.call(ctx, c)
@@ -580,7 +568,7 @@ func TestConnectionRefusedIsRetriedAndNotOutcomeUnknown(t *testing.T) {
 			if !errors.As(err, &oe) || oe.Op != "dial" {
 				t.Errorf("error = %v, want it to wrap the dial error", err)
 			}
-			if n := retries.n.Load(); n < 2 {
+			if n := logs.Count(slog.LevelWarn, "retrying"); n < 2 {
 				t.Errorf("%d retries of a refused connection, want several", n)
 			}
 		})

@@ -438,6 +438,25 @@ func (s *Server) WaitAck(ctx context.Context, envelopeID string) (Ack, error) {
 	return got, nil
 }
 
+// WaitAcks blocks until envelopeID has been acknowledged n times (a
+// redelivered envelope is acked again) and returns those acks, in order.
+func (s *Server) WaitAcks(ctx context.Context, envelopeID string, n int) ([]Ack, error) {
+	var got []Ack
+	err := s.wait(ctx, func() bool {
+		got = got[:0]
+		for _, a := range s.acks {
+			if a.EnvelopeID == envelopeID {
+				got = append(got, a)
+			}
+		}
+		return len(got) >= n
+	})
+	if err != nil {
+		return got, fmt.Errorf("waiting for %d acks of %s (have %d): %w", n, envelopeID, len(got), err)
+	}
+	return got, nil
+}
+
 // Acks returns every ack received, in arrival order (duplicates included).
 func (s *Server) Acks() []Ack {
 	s.mu.Lock()

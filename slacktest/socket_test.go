@@ -243,6 +243,13 @@ func TestRedeliverAfterAck(t *testing.T) {
 	if again.Request.EnvelopeID != id || again.Request.RetryAttempt != 1 || srv.Deliveries(id) != 2 {
 		t.Fatalf("redelivery = %+v, deliveries %d", again.Request, srv.Deliveries(id))
 	}
+	if err := c.sm.Ack(*again.Request); err != nil {
+		t.Fatal(err)
+	}
+	acks, err := srv.WaitAcks(ctx, id, 2)
+	if err != nil || len(acks) != 2 || acks[0].RetryAttempt != 0 || acks[1].RetryAttempt != 1 {
+		t.Fatalf("acks = %+v, %v; want the first delivery's, then the redelivery's", acks, err)
+	}
 }
 
 func TestReconnects(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/internal/botproc"
 	"github.com/hbrbot/hbrbot/slacktest"
 )
 
@@ -306,7 +307,7 @@ func prepare(ctx context.Context, o Options) (Options, string, func(), error) {
 	}
 	if o.Bot == "" {
 		progress(o, "building ./cmd/hbrbot")
-		if o.Bot, err = buildBot(ctx, dir); err != nil {
+		if o.Bot, err = botproc.Build(ctx, dir); err != nil {
 			cleanup()
 			return o, "", nil, err
 		}
@@ -401,12 +402,7 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	var reps []*replica
 	defer func() {
 		for _, r := range reps {
-			select {
-			case <-r.exited:
-			default:
-				_ = r.cmd.Process.Kill()
-				<-r.exited
-			}
+			_ = r.Kill()
 		}
 	}()
 	for i := range o.Replicas {
@@ -447,7 +443,7 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	}
 	var prof *profiler
 	if o.ProfileDir != "" {
-		if prof, err = newProfiler(o.ProfileDir, reps[0].httpAddr); err != nil {
+		if prof, err = newProfiler(o.ProfileDir, reps[0].Addr); err != nil {
 			return nil, err
 		}
 		// The command phase lasts seconds; both cover its start.
@@ -535,7 +531,7 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	}
 	var trackingRSS int64
 	for _, r := range reps {
-		trackingRSS = max(trackingRSS, procStatusKiB(r.cmd.Process.Pid, "VmRSS"))
+		trackingRSS = max(trackingRSS, procStatusKiB(r.Cmd.Process.Pid, "VmRSS"))
 	}
 
 	tick := time.NewTicker(5 * time.Second)

@@ -3,11 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,47 +12,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hbrbot/hbrbot/internal/botproc"
 	"github.com/hbrbot/hbrbot/internal/redisproc"
 )
-
-// moduleRoot is the directory of the go.mod that holds ./cmd/hbrbot.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the hbrbot module: run from the repository (go run ./cmd/hbrbot-bench)")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// buildBot builds ./cmd/hbrbot into dir and returns the binary's path.
-func buildBot(ctx context.Context, dir string) (string, error) {
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "hbrbot")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/hbrbot")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/hbrbot: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// freeAddr is a free loopback address. Another process may take it before
-// it is used; callers retry or fail loudly.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
 
 // redisProc is a redis-server child process.
 type redisProc struct {
@@ -73,15 +31,13 @@ func startRedis(ctx context.Context, dir string) (*redisProc, error) {
 	}
 	var lastErr error
 	for range 5 { // a free port can be taken between picking and binding
-		addr, err := freeAddr()
+		port, err := botproc.FreePort()
 		if err != nil {
 			return nil, err
 		}
-		_, portText, _ := net.SplitHostPort(addr)
-		port, _ := strconv.Atoi(portText)
 		cmd, err := redisproc.Start(ctx, path, dir, port, "--appendfsync", "everysec")
 		if err == nil {
-			return &redisProc{Addr: addr, cmd: cmd}, nil
+			return &redisProc{Addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd}, nil
 		}
 		lastErr = err
 	}
@@ -101,12 +57,9 @@ func (r *redisProc) stop() {
 
 // replica is one hbrbot child process.
 type replica struct {
-	n        int
-	httpAddr string
-	logPath  string
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when Wait returned
-	waitErr  error
+	*botproc.Proc
+	n       int
+	logPath string
 
 	// Filled by stop.
 	cpu       float64       // user+system seconds (rusage)
@@ -117,14 +70,10 @@ type replica struct {
 }
 
 // startReplica starts the bot with env (KEY=VALUE, nothing inherited but
-// PATH and HOME) in dir, where there is no .env file.
+// PATH and HOME) in dir, where there is no .env file, logging to a file
+// of its own.
 func startReplica(bin, dir string, n int, env []string) (*replica, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	r := &replica{n: n, httpAddr: addr, logPath: filepath.Join(dir, fmt.Sprintf("hbrbot-%d.log", n)),
-		exited: make(chan struct{})}
+	r := &replica{n: n, logPath: filepath.Join(dir, fmt.Sprintf("hbrbot-%d.log", n))}
 	logf, err := os.Create(r.logPath)
 	if err != nil {
 		return nil, err
@@ -134,64 +83,35 @@ func startReplica(bin, dir string, n int, env []string) (*replica, error) {
 		logf.Close()
 		return nil, err
 	}
-	r.cmd = exec.Command(bin)
-	r.cmd.Dir = wd
-	r.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + wd, "HBRBOT_HTTP_ADDR=" + addr}, env...)
-	r.cmd.Stdout, r.cmd.Stderr = logf, logf
-	if err := r.cmd.Start(); err != nil {
+	r.Proc, err = botproc.Start(botproc.Config{Bin: bin, Dir: wd, Stdout: logf, Stderr: logf,
+		Env: append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + wd}, env...)})
+	if err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start replica %d: %w", n, err)
+		return nil, fmt.Errorf("replica %d: %w", n, err)
 	}
 	go func() {
-		r.waitErr = r.cmd.Wait()
+		<-r.Exited()
 		logf.Close()
-		close(r.exited)
 	}()
 	return r, nil
 }
 
-// awaitReady polls /readyz until it answers 200, the process exits or ctx
-// ends. Readiness is the bot's own signal; there is no event to wait on.
+// awaitReady waits until the replica is ready (/readyz).
 func (r *replica) awaitReady(ctx context.Context) error {
-	url := "http://" + r.httpAddr + "/readyz"
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		resp, err := client.Get(url)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-r.exited:
-			return fmt.Errorf("replica %d exited before ready (%v); log:\n%s", r.n, r.waitErr, tail(r.logPath, 30))
-		case <-ctx.Done():
-			return fmt.Errorf("replica %d not ready: %w; log:\n%s", r.n, ctx.Err(), tail(r.logPath, 30))
-		case <-tick.C:
-		}
+	if err := r.AwaitReady(ctx); err != nil {
+		return fmt.Errorf("replica %d: %w", r.n, err)
 	}
+	return nil
 }
 
-// stop sends SIGTERM, waits up to grace (then kills), and collects the
+// stop stops the replica (SIGTERM, SIGKILL after grace) and collects the
 // process's resource use.
 func (r *replica) stop(grace time.Duration) {
-	r.vmHWMKiB = procStatusKiB(r.cmd.Process.Pid, "VmHWM")
+	r.vmHWMKiB = procStatusKiB(r.Cmd.Process.Pid, "VmHWM")
 	start := time.Now()
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-r.exited:
-	case <-t.C:
-		_ = r.cmd.Process.Kill()
-		<-r.exited
-	}
+	_ = r.Stop(grace) // the exit code says how it went
 	r.stopTook = time.Since(start)
-	ps := r.cmd.ProcessState
+	ps := r.Cmd.ProcessState
 	r.exitCode = ps.ExitCode()
 	r.cpu = (ps.UserTime() + ps.SystemTime()).Seconds()
 	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
@@ -200,7 +120,7 @@ func (r *replica) stop(grace time.Duration) {
 }
 
 // cpuNow is the replica's CPU seconds so far (0 once it exited).
-func (r *replica) cpuNow() float64 { return procCPU(r.cmd.Process.Pid) }
+func (r *replica) cpuNow() float64 { return procCPU(r.Cmd.Process.Pid) }
 
 // procCPU reads utime+stime of pid from /proc/<pid>/stat, in seconds
 // (USER_HZ is 100 on Linux). 0 when unavailable.
@@ -239,19 +159,6 @@ func procStatusKiB(pid int, key string) int64 {
 		}
 	}
 	return 0
-}
-
-// tail is the last n lines of a file, for error messages.
-func tail(path string, n int) string {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // logCounts reads the bot's JSON log once: lines by level, and the "msg"

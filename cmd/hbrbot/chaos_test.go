@@ -5,23 +5,18 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hbrbot/hbrbot"
 	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/internal/botproc"
 	"github.com/hbrbot/hbrbot/internal/redistest"
 	"github.com/hbrbot/hbrbot/redisstore"
 	"github.com/hbrbot/hbrbot/slacktest"
@@ -276,7 +271,7 @@ type soak struct {
 	redis *redistest.Server
 	store *redisstore.Store
 	bin   string
-	dir   string   // the replicas' working directory and log files
+	dir   string   // the replicas' working directory
 	env   []string // what every replica gets, but HBRBOT_HTTP_ADDR
 
 	hangAt, throttleAt int // commands before which HBR hangs once, throttles
@@ -288,12 +283,9 @@ type soak struct {
 
 // child is one replica process.
 type child struct {
-	name   string
-	cmd    *exec.Cmd
-	addr   string
-	logs   *syncBuffer
-	exited chan struct{} // closed once Wait returned; err is set then
-	err    error
+	*botproc.Proc
+	name string
+	logs *syncBuffer // its whole log, for the checks at the end
 }
 
 func newSoak(t *testing.T, ctx context.Context) *soak {
@@ -311,43 +303,13 @@ func newSoak(t *testing.T, ctx context.Context) *soak {
 			s.env = append(s.env, k+"="+v)
 		}
 	}
-	s.bin = buildBot(t, ctx)
-	return s
-}
-
-// buildBot builds this package's binary, with the race detector when the
-// test has it.
-func buildBot(t *testing.T, ctx context.Context) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("the go command is needed to build the bot: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "hbrbot")
-	args := []string{"build", "-buildvcs=false", "-o", bin}
-	if raceEnabled() {
-		args = append(args, "-race")
-	}
 	began := time.Now()
-	out, err := exec.CommandContext(ctx, goBin, append(args, ".")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	var err error
+	if s.bin, err = botproc.Build(ctx, t.TempDir()); err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("built %s (race detector: %v) in %v", bin, raceEnabled(), time.Since(began).Round(time.Millisecond))
-	return bin
-}
-
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
+	t.Logf("built %s (race detector: %v) in %v", s.bin, botproc.RaceEnabled(), time.Since(began).Round(time.Millisecond))
+	return s
 }
 
 // startChild starts a replica and returns once it is ready: connected to
@@ -355,36 +317,16 @@ func raceEnabled() bool {
 func (s *soak) startChild() *child {
 	t := s.t
 	t.Helper()
-	c := &child{name: fmt.Sprintf("replica-%02d", len(s.all)+1), addr: freeAddr(t), logs: &syncBuffer{}, exited: make(chan struct{})}
-	f, err := os.Create(filepath.Join(s.dir, c.name+".log"))
+	c := &child{name: fmt.Sprintf("replica-%02d", len(s.all)+1), logs: &syncBuffer{}}
+	var err error
+	c.Proc, err = botproc.Start(botproc.Config{Bin: s.bin, Env: s.env, Dir: s.dir, Stderr: c.logs})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", c.name, err)
 	}
-	c.cmd = exec.Command(s.bin)
-	c.cmd.Dir = s.dir // no stray .env
-	c.cmd.Env = append(slices.Clone(s.env), "HBRBOT_HTTP_ADDR="+c.addr)
-	c.cmd.Stdout = f
-	c.cmd.Stderr = io.MultiWriter(f, c.logs)
-	if err := c.cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", c.name, err)
-	}
-	go func() {
-		c.err = c.cmd.Wait()
-		f.Close()
-		close(c.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-c.exited:
-		default:
-			c.cmd.Process.Kill()
-			<-c.exited
-		}
-	})
+	t.Cleanup(func() { c.Kill() })
 	s.all = append(s.all, c)
-	if err := awaitReadyz(s.ctx, c.addr, c.exited); err != nil {
-		t.Fatalf("%s not ready: %v\nlogs:\n%s", c.name, err, c.logs)
+	if err := c.AwaitReady(s.ctx); err != nil {
+		t.Fatalf("%s not ready: %v", c.name, err)
 	}
 	return c
 }
@@ -394,13 +336,8 @@ func (s *soak) startChild() *child {
 func (s *soak) killAndReplace(slot int, ev chaosEvent) {
 	s.t.Helper()
 	old := s.slots[slot]
-	if err := old.cmd.Process.Kill(); err != nil {
+	if err := old.Kill(); err != nil {
 		s.t.Fatalf("kill %s: %v", old.name, err)
-	}
-	select {
-	case <-old.exited:
-	case <-s.ctx.Done():
-		s.t.Fatalf("%s did not die: %v", old.name, s.ctx.Err())
 	}
 	s.slots[slot] = s.startChild()
 	s.restarts++
@@ -415,56 +352,31 @@ func (s *soak) redisOutage(quiet *sync.Mutex, ev chaosEvent) {
 	defer quiet.Unlock()
 	s.redis.Stop()
 	for _, c := range s.slots {
-		if err := awaitNotReady(s.ctx, c.addr); err != nil {
+		if err := c.AwaitReadyz(s.ctx, http.StatusServiceUnavailable); err != nil {
 			s.t.Fatalf("%s still ready with Redis down: %v", c.name, err)
 		}
 	}
 	s.redis.Restart()
 	for _, c := range s.slots {
-		if err := awaitReadyz(s.ctx, c.addr, c.exited); err != nil {
-			s.t.Fatalf("%s did not recover from the Redis outage: %v\nlogs:\n%s", c.name, err, c.logs)
+		if err := c.AwaitReady(s.ctx); err != nil {
+			s.t.Fatalf("%s did not recover from the Redis outage: %v", c.name, err)
 		}
 	}
 	s.t.Logf("chaos: Redis stopped and restarted after %s #%d", ev.on, ev.at)
 }
 
-// awaitNotReady polls /readyz until it fails.
-func awaitNotReady(ctx context.Context, addr string) error {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return nil
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-}
-
 // stopChildren stops the replicas as an orchestrator would (SIGTERM);
 // each must exit 0 within the contract's 10 s (15 s, for a slow machine).
 func (s *soak) stopChildren() {
+	var wg sync.WaitGroup
 	for _, c := range s.slots {
-		c.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	for _, c := range s.slots {
-		select {
-		case <-c.exited:
-			if c.err != nil {
-				s.t.Errorf("%s exited with %v after SIGTERM\nlogs:\n%s", c.name, c.err, c.logs)
+		wg.Go(func() {
+			if err := c.Stop(15 * time.Second); err != nil {
+				s.t.Errorf("%s after SIGTERM: %v", c.name, err)
 			}
-		case <-time.After(15 * time.Second):
-			s.t.Errorf("%s still running 15s after SIGTERM", c.name)
-		}
+		})
 	}
+	wg.Wait()
 }
 
 // checkLogs fails on a panic or data race in any replica.

@@ -5,14 +5,15 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hbrbot/hbrbot"
 	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/internal/botproc"
 	"github.com/hbrbot/hbrbot/internal/redistest"
 	"github.com/hbrbot/hbrbot/redisstore"
 	"github.com/hbrbot/hbrbot/slacktest"
@@ -274,18 +275,28 @@ func TestDoubleClick(t *testing.T) {
 }
 
 // TestRedeliveredEnvelope: the same click envelope delivered twice is
-// acted on once.
+// acted on once: the second delivery is acked and does nothing, not even
+// tell the clicker the request was already approved.
 func TestRedeliveredEnvelope(t *testing.T) {
 	h := newHarness(t, nil)
-	h.start()
+	b := h.start()
 	h.command(requester, "i-aaa")
 	card := h.awaitCard(1)
 	env := h.click(approver, card, "hbr_upgrade_approve")
 	h.awaitReports(card, "final", 1)
+	h.awaitUnscheduled()
+	told := len(h.slack.Calls("response_url")) + len(h.slack.Calls("chat.postEphemeral"))
 	h.slack.Redeliver(env)
-	h.awaitLog(`"msg":"duplicate envelope ignored","envelope":"` + env + `"`)
+	if _, err := h.slack.WaitAcks(h.ctx(), env, 2); err != nil {
+		t.Fatal(err)
+	}
+	// Once run has returned, the bot has acted on every envelope it acked.
+	b.stop(t)
 	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
 		t.Errorf("UpgradeBackupClients called %d times, want 1", n)
+	}
+	if n := len(h.slack.Calls("response_url")) + len(h.slack.Calls("chat.postEphemeral")) - told; n != 0 {
+		t.Errorf("the redelivered click told someone something (%d messages): it was acted on again", n)
 	}
 }
 
@@ -409,8 +420,8 @@ func TestStatus(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
 	h.command(requester, "i-aaa i-bbb")
-	h.awaitCard(1)
-	h.awaitLog(`"event":"request_posted"`) // the card's ts is recorded
+	card := h.awaitCard(1)
+	h.awaitAudit(hbrbot.AuditRequestPosted, requestID(t, card)) // the card's ts is recorded
 	h.command(approver, "status")
 	h.awaitTold(approver, "awaiting approval (0 of 1): 2 IDs in cn-hangzhou")
 	h.awaitTold(approver, "/archives/"+channel+"/p")
@@ -466,8 +477,7 @@ func TestOnRedisCluster(t *testing.T) {
 	cluster := redistest.StartCluster(t)
 	h := newHarness(t, map[string]string{"REDIS_MODE": "cluster", "REDIS_URL": cluster.URL()})
 	h.start()
-	h.env["HBRBOT_HTTP_ADDR"] = freeAddr(t)
-	h.start()
+	h.startReplica()
 	var ids []string
 	for i := range 150 {
 		ids = append(ids, fmt.Sprintf("i-%03d", i))
@@ -575,40 +585,43 @@ func TestReadinessFollowsSlack(t *testing.T) {
 	b := h.start()
 	h.slack.SetConnectionsOpenError("internal_error")
 	h.slack.Disconnect("refresh_requested")
-	h.awaitReadyz(http.StatusServiceUnavailable)
+	h.awaitReadyz(b, http.StatusServiceUnavailable)
 	h.slack.SetConnectionsOpenError("")
-	h.awaitReady(b)
+	h.awaitReadyz(b, http.StatusOK)
 }
 
-// TestMetrics: /metrics counts what happened.
+// TestMetrics: /metrics counts what happened, no more.
 func TestMetrics(t *testing.T) {
 	h := newHarness(t, nil)
-	h.start()
+	b := h.start()
 	h.command(requester, "i-aaa")
 	h.command(requester, "bogus")
 	card := h.awaitCard(1)
 	h.click(approver, card, "hbr_upgrade_approve")
 	h.awaitReports(card, "final", 1)
-	h.awaitLog(`"msg":"batch reported"`)
-	resp, err := http.Get("http://" + h.env["HBRBOT_HTTP_ADDR"] + "/metrics")
+	want := botproc.Metrics{
+		`hbrbot_commands_total{outcome="accepted"}`:                       1,
+		`hbrbot_commands_total{outcome="refused"}`:                        1,
+		`hbrbot_clicks_total{result="approved"}`:                          1,
+		`hbrbot_hbr_calls_total{action="UpgradeBackupClients",code=""}`:   1,
+		`hbrbot_jobs_finished_total{final="completed"}`:                   1,
+		`hbrbot_socket_mode_connected`:                                    1,
+		`hbrbot_slack_calls_total{method="chat.postMessage",result="ok"}`: 3,
+		`hbrbot_report_lag_seconds_count`:                                 1,
+	}
+	// The counts come after the report they count: wait for them, then,
+	// with nothing left to do, check that none went past.
+	h.awaitMetrics(b, want)
+	h.awaitUnscheduled()
+	m, err := botproc.ReadMetrics(h.ctx(), b.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{
-		`hbrbot_commands_total{outcome="accepted"} 1`,
-		`hbrbot_commands_total{outcome="refused"} 1`,
-		`hbrbot_clicks_total{result="approved"} 1`,
-		`hbrbot_hbr_calls_total{action="UpgradeBackupClients",code=""} 1`,
-		`hbrbot_jobs_finished_total{final="completed"} 1`,
-		`hbrbot_socket_mode_connected 1`,
-		`hbrbot_slack_calls_total{method="chat.postMessage",result="ok"} 3`,
-		`hbrbot_report_lag_seconds_count 1`,
-	} {
-		if !strings.Contains(string(body), want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
+	for _, bad := range m.Mismatches(want) {
+		t.Errorf("/metrics once idle: %s", bad)
+	}
+	if n := m.Sum("hbrbot_jobs_finished_total"); n != 1 {
+		t.Errorf("%v jobs finished, want 1", n)
 	}
 }
 

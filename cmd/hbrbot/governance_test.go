@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -20,8 +22,7 @@ import (
 func TestTwoOfThreeApprovals(t *testing.T) {
 	h := newHarness(t, map[string]string{"HBRBOT_REQUIRED_APPROVALS": "2", "HBRBOT_APPROVERS": "U0BOB,U0CAROL,U0DAVE"})
 	h.start()
-	h.env["HBRBOT_HTTP_ADDR"] = freeAddr(t)
-	h.start() // a second replica: envelopes alternate between them
+	h.startReplica() // envelopes alternate between the two
 	h.command(requester, "i-aaa")
 	card := h.awaitCard(1)
 	if !strings.Contains(text(card), "Approvals:* 0 of 2") {
@@ -223,27 +224,143 @@ func TestPolicyReloadOnHangup(t *testing.T) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-
-	file := filepath.Join(t.TempDir(), "policy.yaml")
-	os.WriteFile(file, []byte("default:\n  regions: [cn-hangzhou]\n"), 0o600)
-	h := newHarness(t, map[string]string{"HBRBOT_POLICY_FILE": file})
+	const (
+		hangzhou = "default:\n  regions: [cn-hangzhou]\n"
+		both     = "default:\n  regions: [cn-hangzhou, cn-shanghai]\n"
+		bad      = "default:\n  regoins: [us-east-1]\n"
+	)
+	file := newPolicyPipe(t)
+	h := newHarness(t, map[string]string{"HBRBOT_POLICY_FILE": file.path})
+	startRead := file.serve(h.ctx(), hangzhou)
 	h.start()
-	refused := h.command(requester, "i-aaa --region cn-shanghai")
-	if got := h.ackPayload(refused); !strings.Contains(got, "not allowed") {
+	t.Cleanup(file.close) // before the bot stops: a read left waiting would hold it
+	if err := <-startRead; err != nil {
+		t.Fatalf("the policy file at start: %v", err)
+	}
+	shanghai := func() string { return h.ackPayload(h.command(requester, "i-aaa --region cn-shanghai")) }
+	if got := shanghai(); !strings.Contains(got, "not allowed") {
 		t.Fatalf("before the reload: %q", got)
 	}
-
-	os.WriteFile(file, []byte("default:\n  regions: [cn-hangzhou, cn-shanghai]\n"), 0o600)
-	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	h.awaitLog(`"msg":"policy reloaded"`)
-	if got := h.ackPayload(h.command(requester, "i-aaa --region cn-shanghai")); !strings.Contains(got, "card follows") {
+	// A reload is done once the bot opens the file for the next one.
+	hangup := func() *os.File {
+		t.Helper()
+		syscall.Kill(os.Getpid(), syscall.SIGHUP)
+		return file.opened(h.ctx())
+	}
+	file.answer(hangup(), both)
+	reading := hangup() // the reload of both is done
+	if got := shanghai(); !strings.Contains(got, "card follows") {
 		t.Errorf("after the reload, still refused: %q", got)
 	}
-
-	os.WriteFile(file, []byte("default:\n  regoins: [us-east-1]\n"), 0o600)
-	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	h.awaitLog(`"msg":"policy reload failed; keeping the rules in force"`)
-	if got := h.ackPayload(h.command(requester, "i-aaa --region cn-shanghai")); !strings.Contains(got, "card follows") {
+	file.answer(reading, bad)
+	reading = hangup() // the reload of the bad file is done
+	if got := shanghai(); !strings.Contains(got, "card follows") {
 		t.Errorf("a bad file replaced the rules: %q", got)
+	}
+	file.answer(reading, both)
+}
+
+// policyPipe is a policy file that is a named pipe: the test sees the bot
+// open it (at start, on each SIGHUP) and writes what that read gets. The
+// bot's read lasts until the test answers, so between the open and the
+// answer the reload before is done and this one has not begun. Each read
+// gets a pipe of its own: a new one replaces the answered one, which the
+// bot may not have closed yet (opening that would not wait).
+type policyPipe struct {
+	t       *testing.T
+	path    string
+	mu      sync.Mutex
+	waiting *os.File // opened, not yet answered
+}
+
+func newPolicyPipe(t *testing.T) *policyPipe {
+	p := &policyPipe{t: t, path: filepath.Join(t.TempDir(), "policy.yaml")}
+	if err := p.renew(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// renew puts a new pipe at the path.
+func (p *policyPipe) renew() error {
+	next := p.path + ".next"
+	if err := syscall.Mkfifo(next, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(next, p.path)
+}
+
+// open waits until the bot opens the file for reading.
+func (p *policyPipe) open(ctx context.Context) (*os.File, error) {
+	opened := make(chan *os.File, 1)
+	failed := make(chan error, 1)
+	go func() { // no timeout on opening a pipe: it waits for the reader
+		f, err := os.OpenFile(p.path, os.O_WRONLY, 0)
+		if err != nil {
+			failed <- err
+			return
+		}
+		opened <- f
+	}()
+	select {
+	case f := <-opened:
+		p.mu.Lock()
+		p.waiting = f
+		p.mu.Unlock()
+		return f, nil
+	case err := <-failed:
+		return nil, err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("the bot did not open its policy file: %w", ctx.Err())
+	}
+}
+
+// opened is open for the test goroutine.
+func (p *policyPipe) opened(ctx context.Context) *os.File {
+	p.t.Helper()
+	f, err := p.open(ctx)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return f
+}
+
+// answer ends the bot's read of f with yaml.
+func (p *policyPipe) answer(f *os.File, yaml string) {
+	_, err := f.WriteString(yaml)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := p.renew(); err == nil {
+		err = rerr
+	}
+	p.mu.Lock()
+	p.waiting = nil
+	p.mu.Unlock()
+	if err != nil {
+		p.t.Errorf("answering the bot's read of its policy file: %v", err)
+	}
+}
+
+// serve answers the next read with yaml, in the background.
+func (p *policyPipe) serve(ctx context.Context, yaml string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		f, err := p.open(ctx)
+		if err == nil {
+			p.answer(f, yaml)
+		}
+		done <- err
+	}()
+	return done
+}
+
+// close ends a read the test left unanswered (it failed midway).
+func (p *policyPipe) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.waiting != nil {
+		p.waiting.Close()
+		p.waiting = nil
 	}
 }

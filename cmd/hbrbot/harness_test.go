@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/hbrbot/hbrbot"
 	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/internal/botproc"
 	"github.com/hbrbot/hbrbot/internal/redistest"
 	"github.com/hbrbot/hbrbot/redisstore"
 	"github.com/hbrbot/hbrbot/slacktest"
@@ -73,14 +73,14 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 	return h
 }
 
+// freeAddr is a free loopback address for a bot's HBRBOT_HTTP_ADDR.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := botproc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func (h *harness) ctx() context.Context {
@@ -91,80 +91,82 @@ func (h *harness) ctx() context.Context {
 
 // instance is one running instance of run().
 type instance struct {
+	addr   string // its HBRBOT_HTTP_ADDR
 	cancel context.CancelFunc
-	done   chan error
+	exited chan struct{} // closed when run returned; err is set then
+	err    error
 	once   sync.Once
 }
 
-// start runs the bot and returns once it is ready (/readyz).
+// start runs the bot with the harness's environment and returns once it
+// is ready.
 func (h *harness) start() *instance {
 	h.t.Helper()
+	return h.startRun(h.env, h.logs)
+}
+
+// startRun runs the bot with env, logging to logs, and returns once it is
+// connected to Slack and ready (/readyz).
+func (h *harness) startRun(env map[string]string, logs io.Writer) *instance {
+	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &instance{cancel: cancel, done: make(chan error, 1)}
-	getenv := func(k string) string { return h.env[k] }
+	b := &instance{addr: env["HBRBOT_HTTP_ADDR"], cancel: cancel, exited: make(chan struct{})}
 	conns := h.slack.Connections()
-	go func() { b.done <- run(ctx, []string{"hbrbot"}, getenv, io.Discard, h.logs) }()
+	go func() {
+		defer close(b.exited)
+		b.err = run(ctx, []string{"hbrbot"}, func(k string) string { return env[k] }, io.Discard, logs)
+	}()
 	h.t.Cleanup(func() { b.stop(h.t) })
 	if err := h.slack.WaitConnections(h.ctx(), conns+1); err != nil {
 		h.t.Fatalf("bot did not connect to Slack: %v\nlogs:\n%s", err, h.logs)
 	}
-	h.awaitReady(b)
+	h.awaitReadyz(b, http.StatusOK)
 	return b
 }
 
-// awaitReady polls /readyz until the bot says it is ready: readiness is
-// the bot's own signal.
-func (h *harness) awaitReady(b *instance) {
+// awaitReadyz waits until b's /readyz answers status: readiness is the
+// bot's own signal.
+func (h *harness) awaitReadyz(b *instance, status int) {
 	h.t.Helper()
-	h.pollReadyz(http.StatusOK, b.done)
-}
-
-// awaitReadyz polls /readyz until it answers status.
-func (h *harness) awaitReadyz(status int) {
-	h.t.Helper()
-	h.pollReadyz(status, nil)
-}
-
-// pollReadyz asks /readyz until it answers status; it fails the test if
-// the bot exits first (done) or the wait runs out.
-func (h *harness) pollReadyz(status int, done <-chan error) {
-	h.t.Helper()
-	url := "http://" + h.env["HBRBOT_HTTP_ADDR"] + "/readyz"
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	ctx := h.ctx()
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == status {
-				return
-			}
-		}
-		select {
-		case err := <-done:
-			h.t.Fatalf("bot exited before /readyz answered %d: %v\nlogs:\n%s", status, err, h.logs)
-		case <-ctx.Done():
-			h.t.Fatalf("/readyz never answered %d (last error %v)\nlogs:\n%s", status, err, h.logs)
-		case <-tick.C:
-		}
+	if err := botproc.AwaitReadyz(h.ctx(), b.addr, status, b.exited); err != nil {
+		h.t.Fatalf("%v (%s)\nlogs:\n%s", err, b.state(), h.logs)
 	}
 }
 
-// stop cancels the bot and waits for run to return (idempotent).
+// state says whether run returned, and what.
+func (b *instance) state() string {
+	select {
+	case <-b.exited:
+		return fmt.Sprintf("run returned %v", b.err)
+	default:
+		return "running"
+	}
+}
+
+// stop cancels the bot and waits for run to return (idempotent): once it
+// has, every envelope it acked has been acted on.
 func (b *instance) stop(t *testing.T) {
 	t.Helper()
 	b.once.Do(func() {
 		b.cancel()
 		select {
-		case err := <-b.done:
-			if err != nil {
-				t.Errorf("run returned %v", err)
+		case <-b.exited:
+			if b.err != nil {
+				t.Errorf("run returned %v", b.err)
 			}
 		case <-time.After(15 * time.Second):
 			t.Errorf("run did not return within 15s of its context ending")
 		}
 	})
+}
+
+// awaitMetrics waits until b's /metrics has every series of want at its
+// value.
+func (h *harness) awaitMetrics(b *instance, want botproc.Metrics) {
+	h.t.Helper()
+	if _, err := botproc.AwaitMetrics(h.ctx(), b.addr, want); err != nil {
+		h.t.Fatalf("%v\nlogs:\n%s", err, h.logs)
+	}
 }
 
 // command types a slash command and returns its envelope ID.
@@ -280,49 +282,18 @@ func (h *harness) awaitAudit(event, requestID string) {
 	}
 }
 
-// awaitLog waits for the bot to log a line containing substr.
-func (h *harness) awaitLog(substr string) {
-	h.t.Helper()
-	if err := h.logs.await(h.ctx(), substr); err != nil {
-		h.t.Fatalf("no log line with %s: %v\nlogs:\n%s", substr, err, h.logs)
-	}
-}
-
-// syncBuffer collects the bot's logs, for awaiting and failure messages.
+// syncBuffer collects the bot's logs, for failure messages and the
+// secrets check: tests wait on events (Slack, HBR, the audit stream,
+// metrics), never on a log line.
 type syncBuffer struct {
-	mu      sync.Mutex
-	b       strings.Builder
-	changed chan struct{} // closed and replaced on every write
+	mu sync.Mutex
+	b  strings.Builder
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.changed != nil {
-		close(s.changed)
-		s.changed = nil
-	}
 	return s.b.Write(p)
-}
-
-func (s *syncBuffer) await(ctx context.Context, substr string) error {
-	for {
-		s.mu.Lock()
-		if strings.Contains(s.b.String(), substr) {
-			s.mu.Unlock()
-			return nil
-		}
-		if s.changed == nil {
-			s.changed = make(chan struct{})
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 func (s *syncBuffer) String() string {

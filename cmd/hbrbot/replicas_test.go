@@ -1,19 +1,16 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hbrbot/hbrbot/hbrtest"
+	"github.com/hbrbot/hbrbot/internal/botproc"
 	"github.com/hbrbot/hbrbot/slacktest"
 )
 
@@ -59,7 +56,7 @@ func testReplicas(t *testing.T, replicas int) {
 		hbrtest.Step{Progress: 75, Description: hbrtest.TaskCreated},
 		hbrtest.Step{Progress: 100, Description: hbrtest.TaskCompleted},
 	)
-	var reps []*replica
+	var reps []*instance
 	for range replicas {
 		reps = append(reps, h.startReplica())
 	}
@@ -208,76 +205,29 @@ func testReplicas(t *testing.T, replicas int) {
 		}
 	}
 
-	// Who did what; not asserted (the split depends on timing).
+	// Who did what, from each replica's metrics; not asserted (the split
+	// depends on timing).
 	var split []string
 	for i, r := range reps {
-		split = append(split, fmt.Sprintf("replica %d: %d submissions, %d final reports", i+1,
-			r.logs.count(`"msg":"upgrade submitted"`), r.logs.count(`"msg":"batch reported"`)))
+		m, err := botproc.ReadMetrics(h.ctx(), r.addr)
+		if err != nil {
+			t.Errorf("replica %d: %v", i+1, err)
+			continue
+		}
+		split = append(split, fmt.Sprintf("replica %d: %v submissions, %v final reports", i+1,
+			m[`hbrbot_hbr_calls_total{action="UpgradeBackupClients",code=""}`], m.Sum("hbrbot_jobs_finished_total")))
 	}
 	t.Logf("%d batches; closest polls of one job %v apart; %s", totalBatches, closest, strings.Join(split, "; "))
 }
 
-// replica is one run() of several sharing the harness's fakes and Redis.
-type replica struct {
-	*instance
-	addr   string
-	logs   *syncBuffer   // this replica's log alone; h.logs has them all
-	exited chan struct{} // closed when run returns
-}
-
-// startReplica runs the bot with its own HBRBOT_HTTP_ADDR and returns once
-// it is connected to Slack and ready.
-func (h *harness) startReplica() *replica {
+// startReplica runs one more bot sharing the harness's fakes and Redis,
+// with its own HBRBOT_HTTP_ADDR, and returns once it is connected to Slack
+// and ready.
+func (h *harness) startReplica() *instance {
 	h.t.Helper()
 	env := maps.Clone(h.env)
 	env["HBRBOT_HTTP_ADDR"] = freeAddr(h.t)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &replica{instance: &instance{cancel: cancel, done: make(chan error, 1)}, addr: env["HBRBOT_HTTP_ADDR"],
-		logs: &syncBuffer{}, exited: make(chan struct{})}
-	conns := h.slack.Connections()
-	go func() {
-		defer close(r.exited)
-		r.done <- run(ctx, []string{"hbrbot"}, func(k string) string { return env[k] }, io.Discard, io.MultiWriter(r.logs, h.logs))
-	}()
-	h.t.Cleanup(func() { r.stop(h.t) })
-	if err := h.slack.WaitConnections(h.ctx(), conns+1); err != nil {
-		h.t.Fatalf("replica did not connect to Slack: %v\nlogs:\n%s", err, r.logs)
-	}
-	if err := awaitReadyz(h.ctx(), r.addr, r.exited); err != nil {
-		h.t.Fatalf("replica not ready: %v\nlogs:\n%s", err, r.logs)
-	}
-	return r
-}
-
-// awaitReadyz polls http://addr/readyz until it answers 200, the bot
-// exits (exited is closed) or ctx ends.
-func awaitReadyz(ctx context.Context, addr string, exited <-chan struct{}) error {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("readyz: %s", resp.Status)
-		}
-		select {
-		case <-exited:
-			return errors.New("exited before it was ready")
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-tick.C:
-		}
-	}
-}
-
-// count is how many times substr occurs in the log.
-func (s *syncBuffer) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
+	return h.startRun(env, h.logs)
 }
 
 // isCard matches a successful top-level post: an approval card.

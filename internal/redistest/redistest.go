@@ -23,6 +23,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hbrbot/hbrbot/internal/botproc"
 	"github.com/hbrbot/hbrbot/internal/redisproc"
 )
 
@@ -124,7 +125,7 @@ func startProcess(t testing.TB, extra ...string) *Server {
 	s := &Server{Real: true, t: t, dir: t.TempDir(), extra: extra}
 	var err error
 	for range 5 { // a free port can be taken between picking and binding
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = botproc.FreePort(); err != nil {
 			continue
 		}
 		if err = s.start(); err == nil {
@@ -134,15 +135,6 @@ func startProcess(t testing.TB, extra ...string) *Server {
 	}
 	t.Fatalf("start redis-server: %v", err)
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // start runs redis-server on s.port and returns once it accepts commands.
