@@ -46,12 +46,12 @@ func Handler(reg prometheus.Gatherer, checks ...Check) http.Handler {
 	return mux
 }
 
-// WithProfiling adds net/http/pprof's handlers under /debug/pprof/ to h.
-// It is opt-in (HBRBOT_PPROF): profiles name code, not data, but the
-// endpoint lets anyone who reaches the port spend the bot's CPU.
-func WithProfiling(h http.Handler) http.Handler {
+// Profiling serves net/http/pprof's handlers under /debug/pprof/, on its
+// own address (HBRBOT_PPROF_ADDR). It is opt-in (HBRBOT_PPROF): profiles
+// name code, not data, but the endpoint lets anyone who reaches it spend
+// the bot's CPU.
+func Profiling() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", h)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

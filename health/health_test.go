@@ -46,9 +46,9 @@ func TestEndpoints(t *testing.T) {
 		{"ready", h, "/readyz", nil, 200, []string{"ready"}, nil},
 		{"not ready names the check", h, "/readyz", redisDown, 503, []string{"not ready", "redis: dial tcp"}, []string{"slack:"}},
 		{"metrics", h, "/metrics", nil, 200, []string{"hbrbot_test_total 1"}, nil},
-		{"no profiler by default", h, "/debug/pprof/", nil, 404, nil, nil},
-		{"profiler when asked", health.WithProfiling(h), "/debug/pprof/", nil, 200, []string{"goroutine"}, nil},
-		{"profiler keeps the rest", health.WithProfiling(h), "/readyz", redisDown, 503, []string{"redis: dial tcp"}, nil},
+		{"no profiler on the main port", h, "/debug/pprof/", nil, 404, nil, nil},
+		{"the profiler on its own", health.Profiling(), "/debug/pprof/", nil, 200, []string{"goroutine"}, nil},
+		{"nothing else beside the profiler", health.Profiling(), "/metrics", nil, 404, nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -187,7 +187,11 @@ func (j *Jobs) submitting(ctx context.Context, run *batchRun) (hbrbot.Next, erro
 	if err != nil {
 		return hbrbot.Next{}, err
 	}
-	subCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), run.lease.Until.Add(-time.Second))
+	deadline := run.lease.Until.Add(-time.Second)
+	if d := j.now().Add(j.opts.SubmitTimeout); d.Before(deadline) {
+		deadline = d
+	}
+	subCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	run.status = j.submit(subCtx, b, run.log)
 	// Due at once, so the reports go out under a fresh lease.

@@ -42,14 +42,15 @@ func (in *Intake) Status(ctx context.Context, inv Invocation) Notice {
 				if b.State == hbrbot.BatchFinished && b.Reported[hbrbot.ReportFinal] == hbrbot.ReportPosted {
 					continue
 				}
-				line.Batch = &b
+				job := line
+				job.Batch = &b
 				if b.Index < len(parts) {
-					line.IDs = parts[b.Index].Len()
+					job.IDs = parts[b.Index].Len()
 				}
 				if !b.Started.IsZero() {
-					line.Running = now.Sub(b.Started)
+					job.Running = now.Sub(b.Started)
 				}
-				n.Status = append(n.Status, line)
+				n.Status = append(n.Status, job)
 			}
 		}
 	}

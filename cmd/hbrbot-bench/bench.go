@@ -393,10 +393,14 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	if o.MinInterval > 0 {
 		env = append(env, "HBRBOT_POLL_MIN_INTERVAL="+o.MinInterval.String())
 	}
-	if o.ProfileDir != "" {
-		env = append(env, "HBRBOT_PPROF=true")
-	}
 	env = append(env, o.Env...)
+	// Replica 1 serves the profiler, on its own loopback address.
+	var pprofAddr string
+	if o.ProfileDir != "" {
+		if pprofAddr, err = botproc.FreeAddr(); err != nil {
+			return nil, err
+		}
+	}
 
 	progress(o, "starting %d replica(s), redis on %s", o.Replicas, rp.Addr)
 	var reps []*replica
@@ -406,7 +410,11 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 		}
 	}()
 	for i := range o.Replicas {
-		r, err := startReplica(o.Bot, dir, i+1, env)
+		renv := env
+		if i == 0 && pprofAddr != "" {
+			renv = append(slices.Clip(env), "HBRBOT_PPROF=true", "HBRBOT_PPROF_ADDR="+pprofAddr)
+		}
+		r, err := startReplica(o.Bot, dir, i+1, renv)
 		if err != nil {
 			return nil, err
 		}
@@ -443,7 +451,7 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	}
 	var prof *profiler
 	if o.ProfileDir != "" {
-		if prof, err = newProfiler(o.ProfileDir, reps[0].Addr); err != nil {
+		if prof, err = newProfiler(o.ProfileDir, pprofAddr); err != nil {
 			return nil, err
 		}
 		// The command phase lasts seconds; both cover its start.

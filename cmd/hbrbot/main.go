@@ -132,15 +132,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}},
 		health.Check{Name: "redis", Fn: store.Ping},
 	)
-	if cfg.PProf {
-		httpHandler = health.WithProfiling(httpHandler)
-	}
 	srv := &http.Server{Handler: httpHandler, ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HBRBOT_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
 	log.Info("http listening", "addr", ln.Addr().String())
+	// The profiler has its own address (loopback by default), never the
+	// main port a Service exposes.
+	var pprofSrv *http.Server
+	var pprofLn net.Listener
+	if cfg.PProf {
+		if pprofLn, err = net.Listen("tcp", cfg.PProfAddr); err != nil {
+			return fmt.Errorf("listen on HBRBOT_PPROF_ADDR %s: %w", cfg.PProfAddr, err)
+		}
+		pprofSrv = &http.Server{Handler: health.Profiling(), ReadHeaderTimeout: 5 * time.Second}
+		log.Warn("profiler listening", "addr", pprofLn.Addr().String())
+	}
 
 	// Work goes on past the stop signal only as long as the grace period.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -152,6 +160,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return nil
 	})
+	if pprofSrv != nil {
+		g.Go(func() error {
+			if err := pprofSrv.Serve(pprofLn); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("profiler: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			return pprofSrv.Close()
+		})
+	}
 	g.Go(func() error {
 		if err := slackBot.Run(gctx); err != nil {
 			return fmt.Errorf("slack: %w", err)
