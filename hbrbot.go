@@ -360,7 +360,9 @@ type Next struct {
 type NextKind int
 
 const (
-	NextHold NextKind = iota
+	// The zero Next is none of them: a step that forgot to say is an
+	// error, not a lease kept by accident.
+	NextHold NextKind = iota + 1
 	NextHoldUntil
 	NextDue
 	NextEnd

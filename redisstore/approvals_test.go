@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,118 +12,132 @@ import (
 	"github.com/hbrbot/hbrbot"
 )
 
-// TestTwoOfThreeApprovals: each approver counts once; the second distinct
-// approval approves and creates the batches.
-func TestTwoOfThreeApprovals(t *testing.T) {
-	s, _ := newStore(t)
-	ctx := testCtx(t)
-	t0 := base()
-	r := newRequest("rnofm", "C0OPS", t0, 3)
-	r.RequiredApprovals = 2
-	mustCreate(t, ctx, s, r)
-
-	steps := []struct {
-		by        string
-		wantState hbrbot.RequestState
-		wantWon   bool
-		wantList  []string
-	}{
-		{"U0BOB", hbrbot.RequestPending, true, []string{"U0BOB"}},
-		{"U0BOB", hbrbot.RequestPending, false, []string{"U0BOB"}},
-		{"U0CAROL", hbrbot.RequestApproved, true, []string{"U0BOB", "U0CAROL"}},
-		{"U0DAVE", hbrbot.RequestApproved, false, []string{"U0BOB", "U0CAROL"}},
-	}
-	for i, st := range steps {
-		got, won, err := s.Decide(ctx, r.ID, approve(r, st.by, t0))
+// approveRetrying is how a caller resolves a conflict: it reads request
+// id, builds by's approval from what it read (by joins the approvals; the
+// one that reaches r.RequiredApprovals approves it and creates its
+// batches, reporting in thread by) and stores it, and on ErrConflict does
+// it all again. It reports whether its change approved the request (false
+// when it was decided already, or by had approved already) and how many
+// conflicts it met.
+func approveRetrying(ctx context.Context, s *Store, id, by string, at time.Time) (approved bool, conflicts int, err error) {
+	for {
+		r, err := s.Request(ctx, id)
 		if err != nil {
-			t.Fatal(err)
+			return false, conflicts, err
 		}
-		if got.State != st.wantState || won != st.wantWon || !slices.Equal(got.Approvals, st.wantList) {
-			t.Errorf("step %d (%s): state %s won %v approvals %v; want %s %v %v", i, st.by, got.State, won, got.Approvals, st.wantState, st.wantWon, st.wantList)
+		if r.State != hbrbot.RequestPending || slices.Contains(r.Approvals, by) {
+			return false, conflicts, nil
 		}
-		if _, err := s.Batch(ctx, hbrbot.BatchKey(r.ID, 0)); (err == nil) != (st.wantState == hbrbot.RequestApproved) {
-			t.Errorf("step %d: batch exists = %v with the request %s", i, err == nil, st.wantState)
+		ch := approvalStep(r, by, at)
+		if len(ch.Approvals) >= max(r.RequiredApprovals, 1) {
+			ch = approval(r, by, at)
+			for i := range ch.Batches {
+				ch.Batches[i].ThreadTS = by
+			}
 		}
+		err = s.ChangeRequest(ctx, id, ch)
+		if errors.Is(err, hbrbot.ErrConflict) {
+			conflicts++
+			continue
+		}
+		return err == nil && ch.State == hbrbot.RequestApproved, conflicts, err
 	}
 }
 
-// TestApprovalsRace: many approvers clicking at once on a 2-of-N request
-// approve it exactly once.
+// TestApprovalsRace: many approvers clicking at once on a 2-of-N request,
+// each reading, building its change and retrying on a conflict: no
+// approval is lost, and exactly one change approves the request and
+// creates its batches.
 func TestApprovalsRace(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := testCtx(t)
 	t0 := base()
+	const approvers = 6
+	total := 0
 	for round := range 10 {
 		r := newRequest(fmt.Sprintf("rrace%d", round), "C0OPS", t0, 1)
 		r.RequiredApprovals = 2
 		mustCreate(t, ctx, s, r)
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		approvedBy := 0
-		for i := range 6 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				got, won, err := s.Decide(ctx, r.ID, approve(r, fmt.Sprintf("U0APPROVER%d", i), t0))
+		var (
+			wg         sync.WaitGroup
+			mu         sync.Mutex
+			approvedBy []string
+		)
+		start := make(chan struct{})
+		for i := range approvers {
+			wg.Go(func() {
+				by := fmt.Sprintf("U0APPROVER%d", i)
+				<-start
+				approved, conflicts, err := approveRetrying(ctx, s, r.ID, by, t0)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				if won && got.State == hbrbot.RequestApproved {
-					mu.Lock()
-					approvedBy++
-					mu.Unlock()
+				mu.Lock()
+				defer mu.Unlock()
+				total += conflicts
+				if approved {
+					approvedBy = append(approvedBy, by)
 				}
-			}()
+			})
 		}
+		close(start)
 		wg.Wait()
-		final, err := s.Request(ctx, r.ID)
-		if err != nil {
-			t.Fatal(err)
+
+		final := mustRequest(t, ctx, s, r.ID)
+		if final.State != hbrbot.RequestApproved || len(final.Approvals) != 2 || final.Approvals[0] == final.Approvals[1] {
+			t.Errorf("round %d: state %s, approvals %v; want approved by two", round, final.State, final.Approvals)
 		}
-		if final.State != hbrbot.RequestApproved || len(final.Approvals) != 2 {
-			t.Errorf("round %d: state %s, approvals %v", round, final.State, final.Approvals)
+		if len(approvedBy) != 1 {
+			t.Fatalf("round %d: %d changes approved the request (%v), want 1", round, len(approvedBy), approvedBy)
 		}
-		if approvedBy != 1 {
-			t.Errorf("round %d: %d calls approved the request, want 1", round, approvedBy)
+		if final.DecidedBy != approvedBy[0] || final.Approvals[1] != approvedBy[0] {
+			t.Errorf("round %d: decided by %s, approvals %v; want the last by %s, whose change approved it",
+				round, final.DecidedBy, final.Approvals, approvedBy[0])
+		}
+		b := mustStatus(t, ctx, s, hbrbot.BatchKey(r.ID, 0))
+		if b.ThreadTS != approvedBy[0] {
+			t.Errorf("round %d: the batch was created by %s's change, not by the approving %s's", round, b.ThreadTS, approvedBy[0])
 		}
 	}
+	t.Logf("conflicts met and retried over 10 rounds: %d", total)
 }
 
-// TestRenew: a renewed lease fences like the one it replaces, and the old
-// one no longer writes.
+// TestRenew: a lease extended by SaveBatch (HoldUntil) fences like the one
+// it replaces, and the old one no longer writes; holding (Hold) keeps the
+// lease as it is.
 func TestRenew(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := testCtx(t)
 	t0 := base()
-	r := newRequest("rrenew", "C0OPS", t0, 1)
-	mustCreate(t, ctx, s, r)
-	if _, _, err := s.Decide(ctx, r.ID, approve(r, "U0BOB", t0)); err != nil {
-		t.Fatal(err)
-	}
-	var l hbrbot.Lease
-	for _, c := range claim(t, ctx, s, t0, 10, 5*time.Second) {
-		if c.Work.Kind == hbrbot.WorkBatch {
-			l = c
-		}
-	}
-	b := mustBatch(t, ctx, s, l.Work.ID)
-	for _, until := range []time.Time{l.Until, t0.Add(20 * time.Second)} { // kept, then extended
-		renewed, err := s.Renew(ctx, l, b, until)
+	ch := mustApprove(t, ctx, s, newRequest("rrenew", "C0OPS", t0, 1), t0)
+	l := leaseOf(t, claim(t, ctx, s, t0, 10, 5*time.Second), batchWork("rrenew", 0))
+	b := ch.Batches[0].BatchStatus
+	for _, next := range []hbrbot.Next{ // kept, then extended twice
+		hbrbot.Hold(), hbrbot.HoldUntil(t0.Add(20 * time.Second)), hbrbot.HoldUntil(t0.Add(40 * time.Second)),
+	} {
+		renewed, err := s.SaveBatch(ctx, l, b, next)
 		if err != nil {
-			t.Fatalf("Renew to %v: %v", until, err)
+			t.Fatalf("SaveBatch(%+v): %v", next, err)
 		}
-		if err := s.SaveBatch(ctx, renewed, b, renewed.Until); err != nil {
-			t.Errorf("the renewed lease (to %v) does not write: %v", until, err)
+		if _, err := s.SaveBatch(ctx, renewed, b, hbrbot.Hold()); err != nil {
+			t.Errorf("the renewed lease (%+v) does not write: %v", next, err)
 		}
-		if !until.Equal(l.Until) {
-			if err := s.SaveBatch(ctx, l, b, l.Until); !errors.Is(err, hbrbot.ErrLeaseLost) {
-				t.Errorf("the old lease still writes after a renewal: %v", err)
+		if next.Kind == hbrbot.NextHold {
+			if renewed != l {
+				t.Errorf("Hold returned the lease %+v, want the one held %+v", renewed, l)
 			}
-			for _, got := range claim(t, ctx, s, t0.Add(10*time.Second), 10, time.Second) {
-				if got.Work == l.Work {
-					t.Errorf("claimed %v within its renewed lease", got.Work)
-				}
+			continue
+		}
+		if !renewed.Until.Equal(next.At) {
+			t.Errorf("renewed lease until %v, want %v", renewed.Until, next.At)
+		}
+		if _, err := s.SaveBatch(ctx, l, b, hbrbot.Hold()); !errors.Is(err, hbrbot.ErrLeaseLost) {
+			t.Errorf("the old lease still writes after a renewal: %v", err)
+		}
+		for _, got := range claim(t, ctx, s, next.At.Add(-time.Millisecond), 10, time.Second) {
+			if got.Work == l.Work {
+				t.Errorf("claimed %v within its renewed lease", got.Work)
 			}
 		}
 		l = renewed

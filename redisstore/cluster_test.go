@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -25,9 +26,18 @@ func TestOnCluster(t *testing.T) {
 
 	r := newRequest("rcluster", "C0OPS", t0, 250) // three batches
 	mustCreate(t, ctx, s, r)
-	got, won, err := s.Decide(ctx, r.ID, approve(r, "U0BOB", t0))
-	if err != nil || !won || got.State != hbrbot.RequestApproved {
-		t.Fatalf("Decide on cluster = %v, %v, %v", got.State, won, err)
+	stale := approval(r, "U0CAROL", t0)
+	if err := s.ChangeRequest(ctx, r.ID, approval(r, "U0BOB", t0)); err != nil {
+		t.Fatalf("ChangeRequest on cluster: %v", err)
+	}
+	if err := s.ChangeRequest(ctx, r.ID, stale); !errors.Is(err, hbrbot.ErrConflict) {
+		t.Errorf("stale ChangeRequest on cluster = %v, want ErrConflict", err)
+	}
+	if got := mustRequest(t, ctx, s, r.ID); got.State != hbrbot.RequestApproved || got.DecidedBy != "U0BOB" {
+		t.Fatalf("request on cluster = %s by %s, want approved by U0BOB", got.State, got.DecidedBy)
+	}
+	if bs, err := s.Batches(ctx, r.ID); err != nil || len(bs) != 3 {
+		t.Fatalf("Batches on cluster = %d, %v; want 3", len(bs), err)
 	}
 	first, err := s.FirstDelivery(ctx, "env-1")
 	if err != nil || !first {
@@ -44,9 +54,9 @@ func TestOnCluster(t *testing.T) {
 		if l.Work.Kind != hbrbot.WorkBatch {
 			continue
 		}
-		b := mustBatch(t, ctx, s, l.Work.ID)
+		b := mustStatus(t, ctx, s, l.Work.ID)
 		b.State = hbrbot.BatchFinished
-		if err := s.SaveBatch(ctx, l, b, time.Time{}); err != nil {
+		if _, err := s.SaveBatch(ctx, l, b, hbrbot.End()); err != nil {
 			t.Fatalf("SaveBatch on cluster: %v", err)
 		}
 	}

@@ -333,10 +333,18 @@ func (s *Store) BatchStatus(ctx context.Context, key string) (hbrbot.BatchStatus
 	return st, nil
 }
 
-// BatchSpec reads what a batch names.
+// BatchSpec reads what a batch names. A batch stored whole, before the
+// status and the spec were kept apart, has its spec in its status.
 func (s *Store) BatchSpec(ctx context.Context, key string) (hbrbot.BatchSpec, error) {
 	var sp hbrbot.BatchSpec
-	if err := s.getJSON(ctx, keyBatchSpec(key), &sp); err != nil {
+	err := s.getJSON(ctx, keyBatchSpec(key), &sp)
+	if errors.Is(err, hbrbot.ErrNotFound) {
+		err = s.getJSON(ctx, keyBatch(key), &sp)
+		if err == nil && sp.Targets.Len() == 0 {
+			err = hbrbot.ErrNotFound
+		}
+	}
+	if err != nil {
 		return sp, fmt.Errorf("batch spec %s: %w", key, err)
 	}
 	return sp, nil
@@ -416,7 +424,12 @@ func (s *Store) requestBatches(ctx context.Context, id string, withSpecs bool) (
 	for i := range out {
 		raw, ok := specs[out[i].Index].(string)
 		if !ok {
-			return nil, fmt.Errorf("batch %s has a status but no spec", out[i].Key())
+			sp, err := s.BatchSpec(ctx, out[i].Key()) // stored whole by an older version?
+			if err != nil {
+				return nil, fmt.Errorf("batch %s has a status but no spec", out[i].Key())
+			}
+			out[i].BatchSpec = sp
+			continue
 		}
 		if err := json.Unmarshal([]byte(raw), &out[i].BatchSpec); err != nil {
 			return nil, fmt.Errorf("decode batch spec %s: %w", out[i].Key(), err)
@@ -543,6 +556,9 @@ func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, next hbrbot.Next,
 		after = hbrbot.Lease{Work: l.Work, Until: time.UnixMilli(next.At.UnixMilli()), Token: score}
 	case hbrbot.NextDue:
 		score = msString(next.At)
+	case hbrbot.NextEnd:
+	default:
+		return l, fmt.Errorf("save %s: no next step (%d)", member(l.Work), next.Kind)
 	}
 	rk, doc := []string{keyDue}, ""
 	if len(keys) == 3 {
