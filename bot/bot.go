@@ -6,6 +6,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,7 @@ type Bot struct {
 	sm        *socketmode.Client
 	flow      Workflow
 	teller    Teller
+	trust     *Trust
 	log       *slog.Logger
 	obs       Observer
 	connected atomic.Bool
@@ -79,11 +81,12 @@ const handlerTimeout = 7 * time.Second
 
 // New builds a bot on api, which must carry the app-level token; obs may
 // be nil.
-func New(api *slack.Client, flow Workflow, teller Teller, log *slog.Logger, obs Observer) *Bot {
+func New(api *slack.Client, flow Workflow, teller Teller, trust *Trust, log *slog.Logger, obs Observer) *Bot {
 	if obs == nil {
 		obs = noObserver{}
 	}
-	return &Bot{sm: socketmode.New(api), flow: flow, teller: teller, log: log, obs: obs, handlers: make(chan struct{}, maxHandlers)}
+	return &Bot{sm: socketmode.New(api), flow: flow, teller: teller, trust: trust, log: log, obs: obs,
+		handlers: make(chan struct{}, maxHandlers)}
 }
 
 // tell words n and says it to one person; nothing when there is nothing
@@ -109,9 +112,14 @@ func (b *Bot) setConnected(up bool) {
 // Connected reports whether the Socket Mode connection is up.
 func (b *Bot) Connected() bool { return b.connected.Load() }
 
-// Run reads envelopes until ctx ends or Slack refuses the app token, then
-// waits for the work it handed out.
+// Run learns the bot's home organisation (auth.test, tried again until
+// Slack answers; a refused token is an error), then reads envelopes until
+// ctx ends or Slack refuses the app token, then waits for the work it
+// handed out.
 func (b *Bot) Run(ctx context.Context) error {
+	if err := b.identify(ctx); err != nil || ctx.Err() != nil {
+		return err
+	}
 	defer b.inflight.Wait()
 	runErr := make(chan error, 1)
 	go func() { runErr <- b.sm.RunContext(ctx) }()
@@ -126,6 +134,31 @@ func (b *Bot) Run(ctx context.Context) error {
 		case evt := <-b.sm.Events:
 			b.handle(ctx, evt)
 		}
+	}
+}
+
+// identify asks Slack who the bot is, until it answers.
+func (b *Bot) identify(ctx context.Context) error {
+	wait := 500 * time.Millisecond
+	for {
+		home, err := b.trust.Identify(ctx)
+		switch {
+		case err == nil:
+			b.log.InfoContext(ctx, "slack identity", "team", home.TeamID, "enterprise", home.EnterpriseID, "bot", home.BotID)
+			return nil
+		case errors.Is(err, ErrTokenRefused):
+			return err
+		case ctx.Err() != nil:
+			return nil
+		}
+		b.log.WarnContext(ctx, "slack auth.test failed; trying again", "err", err, "wait", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		wait = min(2*wait, 30*time.Second)
 	}
 }
 
@@ -231,12 +264,18 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 		b.ack(ctx, req, ephemeral("hbrbot only answers "+Command+"."))
 		return
 	}
+	// Before anything else: only the home organisation acts.
+	tctx, cancel := context.WithTimeout(ctx, trustTimeout)
+	facts, refusal := b.trust.Check(tctx, Actor{UserID: cmd.UserID, ChannelID: cmd.ChannelID})
+	cancel()
+	if refusal != nil {
+		b.refuseCommand(ctx, req, inv, refusal)
+		return
+	}
+	inv.Guest, inv.SharedChannel = facts.Guest, facts.SharedChannel
 	parsed, err := b.flow.Parse(inv)
 	if err != nil {
-		b.log.InfoContext(ctx, "command refused", "user", cmd.UserID, "channel", cmd.ChannelID, "err", err)
-		b.obs.Command("refused")
-		b.ack(ctx, req, ephemeral(":x: "+CommandRefusalText(err)+"\nType `"+Command+" help` for usage."))
-		b.spawn(ctx, func(ctx context.Context) { b.flow.Refused(ctx, inv, err) })
+		b.refuseCommand(ctx, req, inv, err)
 		return
 	}
 	switch parsed.Kind {
@@ -256,13 +295,24 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 	}
 }
 
+// trustTimeout bounds the look-ups that tell who acts, before the ack.
+const trustTimeout = 1500 * time.Millisecond
+
+// refuseCommand acks a refused command with why, privately, and records it.
+func (b *Bot) refuseCommand(ctx context.Context, req *socketmode.Request, inv upgrade.Invocation, err error) {
+	b.log.InfoContext(ctx, "command refused", "user", inv.UserID, "channel", inv.ChannelID, "err", err)
+	b.obs.Command("refused")
+	b.ack(ctx, req, ephemeral(":x: "+CommandRefusalText(err)+"\nType `"+Command+" help` for usage."))
+	b.spawn(ctx, func(ctx context.Context) { b.flow.Refused(ctx, inv, err) })
+}
+
 func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack.InteractionCallback) {
 	if cb.Type != slack.InteractionTypeBlockActions {
 		return
 	}
 	for _, a := range cb.ActionCallback.BlockActions {
 		click := upgrade.Click{EnvelopeID: req.EnvelopeID, ChannelID: cb.Channel.ID, MessageTS: cb.Container.MessageTs,
-			UserID: cb.User.ID, ResponseURL: cb.ResponseURL}
+			ThreadTS: cb.Container.ThreadTs, UserID: cb.User.ID, ResponseURL: cb.ResponseURL}
 		switch a.ActionID {
 		case ActionApprove:
 			click.Action, click.RequestID = upgrade.ActApprove, a.Value
@@ -277,7 +327,20 @@ func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack
 			click.ChannelID = cb.Container.ChannelID
 		}
 		to := Recipient{UserID: click.UserID, ChannelID: click.ChannelID, ResponseURL: click.ResponseURL}
-		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.flow.Click(ctx, click)) })
+		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.click(ctx, click)) })
 		return // one decision per envelope
 	}
+}
+
+// click checks who clicked, then hands the click on.
+func (b *Bot) click(ctx context.Context, c upgrade.Click) upgrade.Notice {
+	tctx, cancel := context.WithTimeout(ctx, trustTimeout)
+	facts, refusal := b.trust.Check(tctx, Actor{UserID: c.UserID, ChannelID: c.ChannelID})
+	cancel()
+	if refusal != nil {
+		b.log.InfoContext(ctx, "click refused", "user", c.UserID, "channel", c.ChannelID, "err", refusal)
+		return upgrade.Notice{Kind: upgrade.NoticeRefused, Act: c.Action, Refusal: refusal}
+	}
+	c.Guest, c.SharedChannel = facts.Guest, facts.SharedChannel
+	return b.flow.Click(ctx, c)
 }

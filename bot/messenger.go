@@ -17,8 +17,9 @@ import (
 
 // Messenger speaks for the workflow in Slack through the Web API.
 type Messenger struct {
-	api *slack.Client
-	obs SlackObserver
+	api   *slack.Client
+	obs   SlackObserver
+	trust *Trust // whose messages are the bot's own
 
 	mu     sync.Mutex
 	groups map[string]groupEntry
@@ -48,12 +49,13 @@ type noSlackObserver struct{}
 
 func (noSlackObserver) SlackCall(string, string) {}
 
-// NewMessenger wraps a Web API client; obs may be nil.
-func NewMessenger(api *slack.Client, obs SlackObserver) *Messenger {
+// NewMessenger wraps a Web API client; obs may be nil. trust says which
+// messages are the bot's own.
+func NewMessenger(api *slack.Client, obs SlackObserver, trust *Trust) *Messenger {
 	if obs == nil {
 		obs = noSlackObserver{}
 	}
-	return &Messenger{api: api, obs: obs, groups: map[string]groupEntry{}, now: time.Now}
+	return &Messenger{api: api, obs: obs, trust: trust, groups: map[string]groupEntry{}, now: time.Now}
 }
 
 var _ upgrade.Chat = (*Messenger)(nil)
@@ -128,6 +130,11 @@ func (m *Messenger) PostReport(ctx context.Context, b hbrbot.Batch, kind hbrbot.
 // FindReply looks through a thread for the bot's reply of kind tagged
 // with key, and returns its ts.
 func (m *Messenger) FindReply(ctx context.Context, channel, threadTS, key string, kind hbrbot.ReportKind) (string, bool, error) {
+	// Only the bot's own messages count: anyone can post metadata.
+	home, ok := m.trust.Home()
+	if !ok {
+		return "", false, errors.New("slack: the bot's identity is not known yet")
+	}
 	params := &slack.GetConversationRepliesParameters{ChannelID: channel, Timestamp: threadTS,
 		Limit: 200, IncludeAllMetadata: true}
 	for {
@@ -137,7 +144,7 @@ func (m *Messenger) FindReply(ctx context.Context, channel, threadTS, key string
 		}
 		for _, msg := range msgs {
 			md := msg.Metadata
-			if md.EventType == reportEventType && md.EventPayload["kind"] == string(kind) && taggedWith(md, key) {
+			if msg.BotID == home.BotID && md.EventType == reportEventType && md.EventPayload["kind"] == string(kind) && taggedWith(md, key) {
 				return msg.Timestamp, true, nil
 			}
 		}

@@ -64,6 +64,9 @@ func NoticeText(ctx context.Context, n upgrade.Notice, links linker) string {
 // the rules' refusal, or what is wrong with the input.
 func CommandRefusalText(err error) string {
 	if r, ok := err.(*policy.Refusal); ok {
+		if text, ok := trustText(r); ok {
+			return text
+		}
 		if r.Rule == policy.RuleChannels {
 			return "/hbr-upgrade is not enabled in this channel (HBRBOT_ALLOWED_CHANNELS / the policy file). Use an allowed channel."
 		}
@@ -74,6 +77,9 @@ func CommandRefusalText(err error) string {
 
 // refusalText words a refusal of act.
 func refusalText(r *policy.Refusal, act upgrade.Act) string {
+	if text, ok := trustText(r); ok {
+		return text
+	}
 	switch {
 	case r.Rule == policy.RuleChannels && act == upgrade.ActCommand:
 		return "/hbr-upgrade is not enabled in this channel. Nothing was done."
@@ -93,8 +99,37 @@ func refusalText(r *policy.Refusal, act upgrade.Act) string {
 		return "You cannot approve your own request: another approver must (two-person rule). Nothing was done."
 	case r.Rule == policy.RuleCancel:
 		return "Only the requester or an approver can cancel this request. Nothing was done."
+	case r.Rule == policy.RuleCard && act == upgrade.ActRetry:
+		return "That Retry button is not on the job's report in its thread. Nothing was done."
+	case r.Rule == policy.RuleCard:
+		return "That button is not on this request's approval card. Nothing was done."
+	case r.Rule == policy.RuleRetry:
+		return "That job has not ended and been reported yet: retry it once its report is in the thread. Nothing was done."
 	}
 	return policyText(r) + " Nothing was done."
+}
+
+// trustText words the refusals of who may act at all, whatever they did.
+func trustText(r *policy.Refusal) (string, bool) {
+	switch {
+	case r.Rule == policy.RuleOrganisation && r.LookupFailed:
+		return "Could not check with Slack that you belong to this organisation. Nothing was done; try again shortly.", true
+	case r.Rule == policy.RuleOrganisation:
+		return fmt.Sprintf("hbrbot acts only for members of its own organisation; your workspace %s is not one it serves (HBRBOT_ALLOWED_TEAMS). Nothing was done.", code(r.Team)), true
+	case r.Rule == policy.RuleSharedChannel && r.LookupFailed:
+		return "Could not check with Slack whether this channel is shared with another organisation. Nothing was done; try again shortly.", true
+	case r.Rule == policy.RuleSharedChannel:
+		return "This channel is shared with another organisation: /hbr-upgrade works here only if the channel is listed by ID (HBRBOT_ALLOWED_CHANNELS or the policy file). Nothing was done.", true
+	case r.Rule == policy.RuleGuests:
+		return "Guests may request or approve HBR upgrades only when listed by ID (HBRBOT_REQUESTERS / HBRBOT_APPROVERS or the policy file). Nothing was done.", true
+	case r.Rule == policy.RuleUserCommands:
+		return fmt.Sprintf("You have given %d upgrade commands in the last minute, the most allowed (HBRBOT_USER_COMMANDS). Try again in %s. Nothing was done.", r.Limit, r.RetryAfter.Round(time.Second)), true
+	case r.Rule == policy.RuleChannelCommands:
+		return fmt.Sprintf("This channel has taken %d upgrade commands in the last minute, the most allowed (HBRBOT_CHANNEL_COMMANDS). Try again in %s. Nothing was done.", r.Limit, r.RetryAfter.Round(time.Second)), true
+	case r.Rule == policy.RulePending:
+		return fmt.Sprintf("You already have %d requests awaiting approval, the most allowed (HBRBOT_USER_PENDING): cancel one, or wait for a decision. Nothing was done.", r.Limit), true
+	}
+	return "", false
 }
 
 // policyText words a refusal of what a command asks for.

@@ -167,7 +167,11 @@ func (s *Server) process(hr *http.Request, req *request, call *Call) (reply, tim
 		return fail(e)
 	}
 	if f := s.takeFault(faultFail, action); f != nil {
-		return fail(gatewayErr(f.status, f.code, defaultMessage(f.code)))
+		msg := f.message
+		if msg == "" {
+			msg = defaultMessage(f.code)
+		}
+		return fail(gatewayErr(f.status, f.code, msg))
 	}
 	if f := s.takeFault(faultSuccessFalse, action); f != nil {
 		return s.successFalseReply(req, f.code), 0

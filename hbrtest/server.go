@@ -213,7 +213,9 @@ type fault struct {
 	left   int
 	status int
 	code   string
-	delay  time.Duration
+	// message overrides the code's usual Message.
+	message string
+	delay   time.Duration
 }
 
 type job struct {
@@ -395,6 +397,12 @@ func (s *Server) QueueJob(script ...Step) {
 // "ServiceUnavailable", 500 "InternalError". Queued faults are used in order.
 func (s *Server) FailNext(action string, n int, httpStatus int, code string) {
 	s.addFault(&fault{kind: faultFail, action: action, left: n, status: httpStatus, code: code})
+}
+
+// FailNextWith is FailNext with the error body's Message: what HBR says
+// is not the bot's to trust (it may hold markup).
+func (s *Server) FailNextWith(action string, n int, httpStatus int, code, message string) {
+	s.addFault(&fault{kind: faultFail, action: action, left: n, status: httpStatus, code: code, message: message})
 }
 
 // SuccessFalseNext makes the next n calls of action answer HTTP 200 with

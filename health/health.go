@@ -20,6 +20,9 @@ type Check struct {
 	Fn   func(ctx context.Context) error
 }
 
+// checkTimeout bounds the readiness checks together.
+const checkTimeout = 1500 * time.Millisecond
+
 // Handler serves the endpoints. Readiness runs every check, with a short
 // timeout, and names the failing ones.
 func Handler(reg prometheus.Gatherer, checks ...Check) http.Handler {
@@ -28,11 +31,25 @@ func Handler(reg prometheus.Gatherer, checks ...Check) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), checkTimeout)
 		defer cancel()
+		// Every check at once, each given up at the timeout: a client that
+		// does not heed its context (go-redis looking for unreachable
+		// Sentinels) must not hold the probe past the kubelet's patience.
+		errs := make([]chan error, len(checks))
+		for i, c := range checks {
+			errs[i] = make(chan error, 1)
+			go func() { errs[i] <- c.Fn(ctx) }()
+		}
 		var failed []string
-		for _, c := range checks {
-			if err := c.Fn(ctx); err != nil {
+		for i, c := range checks {
+			var err error
+			select {
+			case err = <-errs[i]:
+			case <-ctx.Done():
+				err = fmt.Errorf("no answer within %s", checkTimeout)
+			}
+			if err != nil {
 				failed = append(failed, c.Name+": "+err.Error())
 			}
 		}

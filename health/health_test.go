@@ -70,3 +70,18 @@ func TestEndpoints(t *testing.T) {
 		})
 	}
 }
+
+// TestReadyzAnswersInTime: a check that never returns makes /readyz say
+// so within its timeout, instead of holding the probe.
+func TestReadyzAnswersInTime(t *testing.T) {
+	stuck := make(chan struct{})
+	t.Cleanup(func() { close(stuck) })
+	h := health.Handler(prometheus.NewRegistry(), health.Check{Name: "redis", Fn: func(context.Context) error {
+		<-stuck // ignores its context, as a client may
+		return nil
+	}})
+	code, body := get(t, h, "/readyz")
+	if code != 503 || !strings.Contains(body, "redis: no answer within") {
+		t.Errorf("GET /readyz = %d %q, want 503 naming the check", code, body)
+	}
+}

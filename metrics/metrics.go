@@ -12,6 +12,7 @@ import (
 // Metrics are hbrbot's collectors.
 type Metrics struct {
 	commands     *prometheus.CounterVec
+	refused      *prometheus.CounterVec
 	clicks       *prometheus.CounterVec
 	hbrCalls     *prometheus.CounterVec
 	hbrLatency   *prometheus.HistogramVec
@@ -29,6 +30,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hbrbot_commands_total",
 			Help: "Slash commands by outcome (accepted, refused, help, status)."}, []string{"outcome"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hbrbot_commands_refused_total",
+			Help: "Refused slash commands by rule (organisation, shared_channel, guests, user_commands, regions, input:..., ...)."}, []string{"rule"}),
 		clicks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hbrbot_clicks_total",
 			Help: "Card button clicks by result (approval_recorded, approved, cancelled, refused, already_decided)."}, []string{"result"}),
 		hbrCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hbrbot_hbr_calls_total",
@@ -50,13 +53,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		workInFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hbrbot_work_in_flight",
 			Help: "Work items (job steps, card updates) this replica is running."}),
 	}
-	reg.MustRegister(m.commands, m.clicks, m.hbrCalls, m.hbrLatency, m.jobs, m.jobDuration, m.reportLag,
+	reg.MustRegister(m.commands, m.refused, m.clicks, m.hbrCalls, m.hbrLatency, m.jobs, m.jobDuration, m.reportLag,
 		m.slackCalls, m.redisErrors, m.socketUp, m.workInFlight)
 	return m
 }
 
 // Command counts a slash command.
 func (m *Metrics) Command(outcome string) { m.commands.WithLabelValues(outcome).Inc() }
+
+// CommandRefused counts a refused command by the rule that refused it.
+func (m *Metrics) CommandRefused(rule string) { m.refused.WithLabelValues(rule).Inc() }
 
 // Click counts a button click.
 func (m *Metrics) Click(result string) { m.clicks.WithLabelValues(result).Inc() }

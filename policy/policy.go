@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hbrbot/hbrbot"
 )
@@ -42,6 +43,13 @@ type Set struct {
 	Channels map[string]Rules
 }
 
+// Listed reports whether channel has rules of its own (HBRBOT_ALLOWED_CHANNELS
+// or an entry of the policy file), not only the default's.
+func (s Set) Listed(channel string) bool {
+	_, ok := s.Channels[channel]
+	return ok
+}
+
 // For returns the rules of a channel; ok false when the channel is not
 // allowed at all.
 func (s Set) For(channel string) (Rules, bool) {
@@ -63,6 +71,14 @@ type Refusal struct {
 	Allowed []string
 	// Account: a source account not allowed (RuleSourceAccounts).
 	Account int64
+	// Team: the workspace of someone from another organisation
+	// (RuleOrganisation).
+	Team string
+	// RetryAfter: when a flood limit lets the person try again.
+	RetryAfter time.Duration
+	// Limit: the flood limit reached (RuleUserCommands, RuleChannelCommands,
+	// RulePending).
+	Limit int
 	// LookupFailed: whether the person may act could not be checked (a
 	// Slack user-group look-up failed); nothing was decided.
 	LookupFailed bool
@@ -81,6 +97,22 @@ const (
 	RuleApprovers      Rule = "approvers"
 	RuleSelfApproval   Rule = "self_approval"
 	RuleCancel         Rule = "cancel"
+	// RuleOrganisation: only members of the bot's own organisation (and of
+	// HBRBOT_ALLOWED_TEAMS) act.
+	RuleOrganisation Rule = "organisation"
+	// RuleSharedChannel: a channel shared with another organisation must be
+	// listed by ID.
+	RuleSharedChannel Rule = "shared_channel"
+	// RuleGuests: guests act only when listed by ID.
+	RuleGuests Rule = "guests"
+	// RuleCard: a click must come from the card (or report) it names.
+	RuleCard Rule = "card"
+	// RuleRetry: only an ended job's failures can be retried.
+	RuleRetry Rule = "retry"
+	// Flood limits.
+	RuleUserCommands    Rule = "user_commands"
+	RuleChannelCommands Rule = "channel_commands"
+	RulePending         Rule = "pending"
 )
 
 // Error is for logs and the audit trail, not for people.
@@ -92,6 +124,10 @@ func (r *Refusal) Error() string {
 		return fmt.Sprintf("regions: %s not in [%s]", r.Region, strings.Join(r.Allowed, " "))
 	case r.Rule == RuleSourceAccounts:
 		return fmt.Sprintf("source_accounts: %d not allowed", r.Account)
+	case r.Rule == RuleOrganisation:
+		return fmt.Sprintf("organisation: team %q is not the home organisation's", r.Team)
+	case r.RetryAfter > 0:
+		return fmt.Sprintf("%s: over %d, retry after %s", r.Rule, r.Limit, r.RetryAfter)
 	}
 	return string(r.Rule) + ": not allowed"
 }

@@ -119,6 +119,8 @@ func (s *Store) CreateRequest(ctx context.Context, r hbrbot.Request) error {
 		p.Expire(ctx, keyRequest(r.ID), ttl)
 		p.ZAdd(ctx, keyDue, redis.Z{Score: ms(r.ExpiresAt), Member: itemExpiry(r.ID)})
 		p.ZAdd(ctx, keyChannel(r.ChannelID), redis.Z{Score: ms(r.CreatedAt), Member: r.ID})
+		p.ZAdd(ctx, keyUserPending(r.RequesterID), redis.Z{Score: ms(r.ExpiresAt), Member: r.ID})
+		p.Expire(ctx, keyUserPending(r.RequesterID), pendingTTL(r))
 		p.ZRemRangeByScore(ctx, keyChannel(r.ChannelID), "-inf", strconv.FormatFloat(ms(r.CreatedAt.Add(-Retention)), 'f', 0, 64))
 		p.Expire(ctx, keyChannel(r.ChannelID), Retention)
 		return nil

@@ -482,3 +482,17 @@ func (s *Server) newResponseURL(channel, user, messageTS string) string {
 	s.respURLs[s.nextResp] = &responseURL{channel: channel, user: user, messageTS: messageTS}
 	return fmt.Sprintf("%s/response/%d", s.base, s.nextResp)
 }
+
+// PostAs stores a message that a user (or another app) posted in channel,
+// in the thread of threadTS when it is not "", with metadata when given:
+// what the bot must not take for its own. It returns the message's ts.
+func (s *Server) PostAs(user, channel, threadTS, text string, metadata any) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := &Message{Channel: channel, ThreadTS: threadTS, Text: text, User: user, TS: s.nextTS()}
+	if metadata != nil {
+		m.Metadata, _ = json.Marshal(metadata)
+	}
+	s.store(m)
+	return m.TS
+}

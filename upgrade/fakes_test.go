@@ -415,8 +415,15 @@ func (s *testStore) Reschedule(ctx context.Context, l hbrbot.Lease, next hbrbot.
 type fakeObserver struct {
 	mu       sync.Mutex
 	clicks   []string
+	refused  []string
 	finished []string
 	redis    chan struct{}
+}
+
+func (o *fakeObserver) CommandRefused(rule string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.refused = append(o.refused, rule)
 }
 
 func (o *fakeObserver) Click(result string) {
@@ -509,7 +516,7 @@ func newEnv(t *testing.T, tweaks ...tweak) *env {
 	for _, f := range tweaks {
 		f(&e.policy, &e.opts)
 	}
-	e.svc = New(e.store, e.hbr, e.chat, e.policy, e.opts)
+	e.svc = New(e.store, redisstore.NewFloodgate(e.rdb), e.hbr, e.chat, e.policy, e.opts)
 	return e
 }
 
@@ -573,8 +580,14 @@ func (e *env) lastCardRequest() hbrbot.Request {
 	return e.read(cards[len(cards)-1].Request.ID)
 }
 
+// click presses a button on the request's card, as Slack sends it: from
+// the card's channel and message.
 func (e *env) click(user string, act Act, requestID string) Notice {
-	return e.svc.Click(e.ctx, Click{EnvelopeID: e.envelope(), ChannelID: channel, MessageTS: "1700000000.999999",
+	ts := "1700000000.999999" // a card whose ts the request has not recorded
+	if r, err := e.store.Store.Request(e.ctx, requestID); err == nil && r.CardTS != "" {
+		ts = r.CardTS
+	}
+	return e.svc.Click(e.ctx, Click{EnvelopeID: e.envelope(), ChannelID: channel, MessageTS: ts,
 		UserID: user, Action: act, RequestID: requestID})
 }
 

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +52,9 @@ type Invocation struct {
 	UserID      string
 	Text        string
 	ResponseURL string
+	// What Slack says of the user and the channel (package bot checks
+	// they belong to the home organisation before anything else).
+	Guest, SharedChannel bool
 }
 
 // Click is a press of a card's or a report's button.
@@ -60,13 +66,27 @@ type Click struct {
 	Action      Act    // ActApprove, ActCancel or ActRetry
 	RequestID   string // the card's request (approve, cancel)
 	BatchKey    string // the report's batch (retry)
+	ThreadTS    string // the thread of the message clicked
 	ResponseURL string
+	// What Slack says of the user and the channel.
+	Guest, SharedChannel bool
+}
+
+// Floodgate bounds what one user or channel may ask, all replicas
+// together.
+type Floodgate interface {
+	Allow(ctx context.Context, name string, perMinute int) (bool, time.Duration, error)
+	Pending(ctx context.Context, user string, now time.Time) (int, error)
 }
 
 // Intake turns commands and clicks into requests and decisions. Each
 // returns what the person who acted is to be told.
 type Intake struct {
-	store    intakeStore
+	store  intakeStore
+	limits limits
+	// refusals spaces out the audit records of refused commands, so a
+	// flood cannot push real history out of the capped stream.
+	refusals *refusalLog
 	fleet    fleet
 	cards    Cards
 	settings Settings
@@ -79,7 +99,7 @@ type Intake struct {
 }
 
 func newIntake(store intakeStore, h HBR, cards Cards, p Settings, aud auditor, kick func(), o Options) *Intake {
-	in := &Intake{store: store, fleet: fleet{hbr: h, log: o.Logger}, cards: cards, settings: p, audit: aud, kick: kick,
+	in := &Intake{store: store, refusals: &refusalLog{}, fleet: fleet{hbr: h, log: o.Logger}, cards: cards, settings: p, audit: aud, kick: kick,
 		obs: o.Observer, log: o.Logger, now: o.Now}
 	in.SetRules(p.Rules)
 	return in
@@ -102,6 +122,9 @@ func (in *Intake) Parse(inv Invocation) (hbrbot.Command, error) {
 	if !ok {
 		return hbrbot.Command{}, &policy.Refusal{Rule: policy.RuleChannels}
 	}
+	if r := mayRequest(in.rules.Load(), inv, rules); r != nil {
+		return hbrbot.Command{}, r
+	}
 	cmd, err := hbrbot.ParseCommand(inv.Text, rules.MaxTargets)
 	if err != nil || cmd.Kind != hbrbot.CommandUpgrade {
 		return cmd, err
@@ -115,16 +138,39 @@ func (in *Intake) Parse(inv Invocation) (hbrbot.Command, error) {
 	return cmd, nil
 }
 
-// Refused records a command that was refused.
+// mayRequest checks what Slack says of the requester and the channel
+// against the rules: a channel shared with another organisation, and a
+// guest, act only when listed by ID.
+func mayRequest(set *policy.Set, inv Invocation, rules policy.Rules) *policy.Refusal {
+	switch {
+	case inv.SharedChannel && !set.Listed(inv.ChannelID):
+		return &policy.Refusal{Rule: policy.RuleSharedChannel}
+	case inv.Guest && !slices.Contains(rules.Requesters, inv.UserID):
+		return &policy.Refusal{Rule: policy.RuleGuests}
+	}
+	return nil
+}
+
+// Refused records a command that was refused: counted always, audited at
+// most refusalsPerMinute a minute (the record says how many were not).
 func (in *Intake) Refused(ctx context.Context, inv Invocation, reason error) {
-	fields := map[string]string{"reason": reason.Error(), "text": hbrbot.Excerpt(inv.Text, 200)}
+	var rule string
 	var r *policy.Refusal
 	var ie *hbrbot.InputError
 	switch {
 	case errors.As(reason, &r):
-		fields["rule"] = string(r.Rule)
+		rule = string(r.Rule)
 	case errors.As(reason, &ie):
-		fields["rule"] = "input:" + string(ie.Problem)
+		rule = "input:" + string(ie.Problem)
+	}
+	in.obs.CommandRefused(rule)
+	dropped, ok := in.refusals.take(in.now())
+	if !ok {
+		return
+	}
+	fields := map[string]string{"reason": reason.Error(), "text": hbrbot.Excerpt(inv.Text, 200), "rule": rule}
+	if dropped > 0 {
+		fields["unrecorded_before"] = strconv.Itoa(dropped)
 	}
 	in.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditCommandRefused, Actor: inv.UserID, Channel: inv.ChannelID, Fields: fields})
 }
@@ -165,11 +211,20 @@ func (in *Intake) request(ctx context.Context, inv Invocation, spec hbrbot.Upgra
 		return refuse(&policy.Refusal{Rule: policy.RuleChannels})
 	}
 	if act == ActRetry {
+		if r := mayRequest(in.rules.Load(), inv, rules); r != nil {
+			return refuse(r)
+		}
 		if err := rules.CheckRequest(spec); err != nil {
 			var r *policy.Refusal
 			errors.As(err, &r)
 			return refuse(r)
 		}
+	}
+	if r, err := in.limits.check(ctx, inv); err != nil {
+		in.log.ErrorContext(ctx, "flood limits", "err", err)
+		return Notice{Kind: NoticeUnavailable}
+	} else if r != nil {
+		return refuse(r)
 	}
 	allowed, err := policy.Member(ctx, inv.UserID, rules.Requesters, in.cards)
 	if err != nil || !allowed {
@@ -314,9 +369,20 @@ func (in *Intake) mayDecide(ctx context.Context, c Click, r hbrbot.Request) (Not
 			Channel: c.ChannelID, Fields: map[string]string{"action": c.Action.String(), "rule": string(ref.Rule), "reason": ref.Error()}})
 		return Notice{Kind: NoticeRefused, Act: c.Action, Refusal: ref}, false
 	}
+	// A click is bound to its card: the same channel, the same message.
+	if c.ChannelID != r.ChannelID || (r.CardTS != "" && c.MessageTS != r.CardTS) {
+		return refuse(&policy.Refusal{Rule: policy.RuleCard})
+	}
 	rules, ok := in.rulesFor(r.ChannelID)
 	if !ok {
 		return refuse(&policy.Refusal{Rule: policy.RuleChannels})
+	}
+	if c.SharedChannel && !in.rules.Load().Listed(r.ChannelID) {
+		return refuse(&policy.Refusal{Rule: policy.RuleSharedChannel})
+	}
+	ownCancel := c.Action == ActCancel && c.UserID == r.RequesterID
+	if c.Guest && !ownCancel && !slices.Contains(rules.Approvers, c.UserID) {
+		return refuse(&policy.Refusal{Rule: policy.RuleGuests})
 	}
 	approver, err := policy.Member(ctx, c.UserID, rules.Approvers, in.cards)
 	if err != nil {
@@ -375,13 +441,95 @@ func (in *Intake) retry(ctx context.Context, c Click) Notice {
 		return Notice{Kind: NoticeUnavailable}
 	}
 	b := hbrbot.Batch{BatchStatus: st, BatchSpec: spec}
+	// Bound to its report: the job's channel and thread; and only once the
+	// job has ended and been reported.
+	if c.ChannelID != b.ChannelID || c.ThreadTS != b.ThreadTS {
+		return Notice{Kind: NoticeRefused, Act: ActRetry, Refusal: &policy.Refusal{Rule: policy.RuleCard}}
+	}
+	if b.State != hbrbot.BatchFinished || b.Reported[hbrbot.ReportFinal] != hbrbot.ReportPosted {
+		return Notice{Kind: NoticeRefused, Act: ActRetry, Refusal: &policy.Refusal{Rule: policy.RuleRetry}}
+	}
 	retry := hbrbot.UpgradeSpec{Targets: hbrbot.RetryTargets(b), Region: b.Region, CrossAccount: b.CrossAccount, DryRun: b.DryRun}
 	if retry.Len() == 0 {
 		return Notice{Kind: NoticeNothingToRetry}
 	}
 	inv := Invocation{EnvelopeID: c.EnvelopeID, ChannelID: b.ChannelID, UserID: c.UserID, ResponseURL: c.ResponseURL,
-		Text: "retry of " + b.Key()}
+		Text: "retry of " + b.Key(), Guest: c.Guest, SharedChannel: c.SharedChannel}
 	return in.request(ctx, inv, retry, ActRetry)
+}
+
+// limits are the flood limits of Settings, kept all replicas together by
+// gate.
+type limits struct {
+	gate     Floodgate
+	settings Settings
+	now      func() time.Time
+}
+
+// check checks inv against the flood limits: commands a minute per
+// user and per channel, and requests awaiting approval per user.
+func (l limits) check(ctx context.Context, inv Invocation) (*policy.Refusal, error) {
+	s := l.settings
+	if l.gate == nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	for _, b := range []struct {
+		rule  policy.Rule
+		name  string
+		limit int
+	}{{policy.RuleUserCommands, "user:" + inv.UserID, s.UserCommands}, {policy.RuleChannelCommands, "channel:" + inv.ChannelID, s.ChannelCommands}} {
+		if b.limit <= 0 {
+			continue
+		}
+		ok, wait, err := l.gate.Allow(ctx, b.name, b.limit)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return &policy.Refusal{Rule: b.rule, Limit: b.limit, RetryAfter: max(wait, time.Second)}, nil
+		}
+	}
+	if s.UserPending <= 0 {
+		return nil, nil
+	}
+	n, err := l.gate.Pending(ctx, inv.UserID, l.now())
+	if err != nil {
+		return nil, err
+	}
+	if n >= s.UserPending {
+		return &policy.Refusal{Rule: policy.RulePending, Limit: s.UserPending}, nil
+	}
+	return nil, nil
+}
+
+// refusalLog lets refusal records through at refusalsPerMinute, and counts
+// the rest.
+type refusalLog struct {
+	mu      sync.Mutex
+	window  time.Time
+	n       int
+	dropped int
+}
+
+const refusalsPerMinute = 30
+
+// take says whether a refusal may be recorded now, and how many were not
+// since the last one that was.
+func (l *refusalLog) take(now time.Time) (dropped int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.window) >= time.Minute {
+		l.window, l.n = now, 0
+	}
+	if l.n >= refusalsPerMinute {
+		l.dropped++
+		return 0, false
+	}
+	l.n++
+	dropped, l.dropped = l.dropped, 0
+	return dropped, true
 }
 
 // scheduleCardSync brings a decided card up to date later.

@@ -614,8 +614,13 @@ func finishedBatch(final hbrbot.FinalStatus, results ...hbrbot.ClientResult) fun
 	}
 }
 
+// retry presses Retry on the batch's report, in its thread.
 func (e *env) retry(user, batchKey string) Notice {
-	return e.svc.Click(e.ctx, Click{EnvelopeID: e.envelope(), ChannelID: channel, UserID: user, Action: ActRetry, BatchKey: batchKey})
+	var thread string
+	if b, err := e.store.Store.BatchStatus(e.ctx, batchKey); err == nil {
+		thread = b.ThreadTS
+	}
+	return e.svc.Click(e.ctx, Click{EnvelopeID: e.envelope(), ChannelID: channel, ThreadTS: thread, UserID: user, Action: ActRetry, BatchKey: batchKey})
 }
 
 func TestRetry(t *testing.T) {

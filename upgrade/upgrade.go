@@ -31,6 +31,7 @@ type HBR interface {
 // Observer is told what the workflow does, for metrics.
 type Observer interface {
 	Click(result string)
+	CommandRefused(rule string)
 	JobFinished(final string, duration, reportLag time.Duration)
 	RedisError()
 	WorkStarted()
@@ -40,6 +41,7 @@ type Observer interface {
 type noObserver struct{}
 
 func (noObserver) Click(string)                                     {}
+func (noObserver) CommandRefused(string)                            {}
 func (noObserver) JobFinished(string, time.Duration, time.Duration) {}
 func (noObserver) RedisError()                                      {}
 func (noObserver) WorkStarted()                                     {}
@@ -70,6 +72,9 @@ type Settings struct {
 	DryRun bool
 	// Rules per channel; replaced on SIGHUP with Intake.SetRules.
 	Rules policy.Set
+	// Flood limits: upgrade commands a minute per user and per channel,
+	// requests awaiting approval per user; 0: none.
+	UserCommands, ChannelCommands, UserPending int
 }
 
 // Options tune the job tracking.
@@ -153,13 +158,14 @@ type Service struct {
 
 // New wires the three parts on one store and one chat. Scheduler.Run must
 // be running for approved work to proceed.
-func New(store Store, h HBR, chat Chat, p Settings, o Options) *Service {
+func New(store Store, flood Floodgate, h HBR, chat Chat, p Settings, o Options) *Service {
 	o = o.withDefaults()
 	sched := NewScheduler(store, o)
 	aud := auditor{store: store, log: o.Logger, now: o.Now}
 	progress := newProgress(store, chat, o)
 	jobs := newJobs(store, h, chat, progress, aud, sched.Kick, o)
 	intake := newIntake(store, h, chat, p, aud, sched.Kick, o)
+	intake.limits = limits{gate: flood, settings: p, now: o.Now}
 	sched.Handle(hbrbot.WorkBatch, jobs.Advance)
 	sched.Handle(hbrbot.WorkProgress, progress.Show)
 	sched.Handle(hbrbot.WorkExpiry, intake.Expire)

@@ -382,6 +382,8 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 		"HBRBOT_POLL_INTERVAL=" + o.PollInterval.String(),
 		"HBRBOT_LEASE=" + o.Lease.String(),
 		"HBRBOT_HBR_RATE_LIMIT=" + strconv.Itoa(o.HBRRateLimit),
+		// The load comes from a few simulated users: not a flood to refuse.
+		"HBRBOT_USER_COMMANDS=10000", "HBRBOT_CHANNEL_COMMANDS=10000", "HBRBOT_USER_PENDING=10000",
 		"HBRBOT_MAX_TARGETS=" + strconv.Itoa(max(500, p.maxIDs)),
 	}
 	if o.MaxDuration > 15*time.Minute {

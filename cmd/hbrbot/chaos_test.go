@@ -293,6 +293,8 @@ func newSoak(t *testing.T, ctx context.Context) *soak {
 		"HBRBOT_POLL_INTERVAL":  "100ms",
 		"HBRBOT_LEASE":          "5s",
 		"HBRBOT_HBR_RATE_LIMIT": "6000",
+		// One test user sends every command: the flood limits have their own test.
+		"HBRBOT_USER_COMMANDS": "10000", "HBRBOT_CHANNEL_COMMANDS": "10000", "HBRBOT_USER_PENDING": "10000",
 	})
 	h.redis = redistest.StartOwn(t) // stopped and restarted once
 	h.env["REDIS_URL"] = h.redis.URL()

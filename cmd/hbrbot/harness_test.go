@@ -65,7 +65,9 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 		"REDIS_URL":                       h.redis.URL(),
 		"HBRBOT_POLL_INTERVAL":            "100ms",
 		"HBRBOT_HBR_RATE_LIMIT":           "6000", // tests poll fast; the limit has its own tests
-		"HBRBOT_HTTP_ADDR":                freeAddr(t),
+		// One test user sends most commands: the flood limits have their own test.
+		"HBRBOT_USER_COMMANDS": "10000", "HBRBOT_CHANNEL_COMMANDS": "10000", "HBRBOT_USER_PENDING": "10000",
+		"HBRBOT_HTTP_ADDR": freeAddr(t),
 	}
 	for k, v := range env {
 		h.env[k] = v

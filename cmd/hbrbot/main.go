@@ -83,6 +83,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.DryRun {
 		log.Warn("HBRBOT_DRY_RUN is on: UpgradeBackupClients is never called")
 	}
+	if anyoneApproves(rules) {
+		log.Warn("some channels name no approvers: any member of the home organisation may approve there (set HBRBOT_APPROVERS or the policy file's approvers)")
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -111,9 +114,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	api := slack.New(cfg.SlackBotToken, slack.OptionAppLevelToken(cfg.SlackAppToken), slack.OptionAPIURL(cfg.SlackAPIURL))
-	messenger := bot.NewMessenger(api, met)
-	svc := upgrade.New(store, hbrClient, messenger, upgrade.Settings{
+	trust := bot.NewTrust(api, cfg.AllowedTeams)
+	messenger := bot.NewMessenger(api, met, trust)
+	svc := upgrade.New(store, redisstore.NewFloodgate(rdb), hbrClient, messenger, upgrade.Settings{
 		DefaultRegion: cfg.Region, RequestTTL: cfg.RequestTTL, DryRun: cfg.DryRun, Rules: rules,
+		UserCommands: cfg.UserCommands, ChannelCommands: cfg.ChannelCommands, UserPending: cfg.UserPending,
 	}, upgrade.Options{
 		PollInterval: cfg.PollInterval, Adaptive: cfg.PollPolicy == "adaptive", MinPollInterval: cfg.PollMinInterval, MaxPollInterval: cfg.PollMaxInterval,
 		TaskTimeout: cfg.TaskTimeout, Lease: cfg.Lease, Logger: log, Observer: met,
@@ -121,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// with card updates, so they take at most 30 a minute together.
 		ProgressBudget: redisstore.NewRateLimiter(rdb, "slack-progress", 30, log),
 	})
-	slackBot := bot.New(api, svc, messenger, log, met)
+	slackBot := bot.New(api, svc, messenger, trust, log, met)
 
 	httpHandler := health.Handler(reg,
 		health.Check{Name: "slack", Fn: func(context.Context) error {
@@ -233,4 +238,17 @@ func reloadOnHangup(ctx context.Context, cfg config.Config, svc *upgrade.Service
 			log.Info("policy reloaded", "file", cfg.PolicyFile)
 		}
 	}
+}
+
+// anyoneApproves reports whether some channel's rules name no approvers.
+func anyoneApproves(set policy.Set) bool {
+	if set.Default != nil && len(set.Default.Approvers) == 0 {
+		return true
+	}
+	for _, r := range set.Channels {
+		if len(r.Approvers) == 0 {
+			return true
+		}
+	}
+	return false
 }

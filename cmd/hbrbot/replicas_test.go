@@ -47,6 +47,7 @@ func testReplicas(t *testing.T, replicas int) {
 		"HBRBOT_POLL_INTERVAL":  interval.String(),
 		"HBRBOT_LEASE":          "5s",
 		"HBRBOT_HBR_RATE_LIMIT": "6000",
+		"HBRBOT_USER_COMMANDS":  "10000", "HBRBOT_CHANNEL_COMMANDS": "10000", "HBRBOT_USER_PENDING": "10000",
 	})
 	// Five polls a job, so the replicas have polls to share.
 	h.hbr.SetDefaultScript(
