@@ -102,3 +102,60 @@ func TestComposeBothVersions(t *testing.T) {
 		t.Errorf("hbrbot healthcheck test = %q, want %q", test, want)
 	}
 }
+
+// TestReleaseConfig: goreleaser builds the bot for linux and darwin on
+// amd64 and arm64, trimmed and with its version, into archives with
+// checksums and an image like the Dockerfile's (`goreleaser check`, in CI,
+// checks the rest).
+func TestReleaseConfig(t *testing.T) {
+	raw, err := os.ReadFile("../.goreleaser.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Builds []struct {
+			Main    string
+			Goos    []string
+			Goarch  []string
+			Flags   []string
+			Ldflags []string
+		}
+		Archives  []map[string]any
+		Checksum  map[string]any
+		DockersV2 []struct{ Dockerfile string } `yaml:"dockers_v2"`
+	}
+	if err := yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Builds) != 1 {
+		t.Fatalf("%d builds, want 1", len(cfg.Builds))
+	}
+	b := cfg.Builds[0]
+	if b.Main != "./cmd/hbrbot" {
+		t.Errorf("build main %q", b.Main)
+	}
+	sort.Strings(b.Goos)
+	sort.Strings(b.Goarch)
+	if !slices.Equal(b.Goos, []string{"darwin", "linux"}) || !slices.Equal(b.Goarch, []string{"amd64", "arm64"}) {
+		t.Errorf("builds for %v × %v, want darwin, linux × amd64, arm64", b.Goos, b.Goarch)
+	}
+	if !slices.Contains(b.Flags, "-trimpath") {
+		t.Error("the build is not -trimpath")
+	}
+	if !strings.Contains(strings.Join(b.Ldflags, " "), "-X main.version=") {
+		t.Error("the build does not set main.version")
+	}
+	if len(cfg.Archives) == 0 || cfg.Checksum == nil || len(cfg.DockersV2) == 0 {
+		t.Fatal("no archives, checksum or image")
+	}
+	image, err := os.ReadFile("../" + cfg.DockersV2[0].Dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"FROM gcr.io/distroless/static-debian12:nonroot", "USER nonroot:nonroot",
+		`HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 CMD ["/hbrbot", "healthcheck"]`} {
+		if !strings.Contains(string(image), line+"\n") {
+			t.Errorf("%s lacks %q", cfg.DockersV2[0].Dockerfile, line)
+		}
+	}
+}
