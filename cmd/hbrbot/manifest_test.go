@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hbrbot/hbrbot"
 	"github.com/hbrbot/hbrbot/bot"
 )
 
@@ -140,7 +141,7 @@ func TestCalledMethodsAreKnown(t *testing.T) {
 	}
 	h.command(requester, strings.Join(ids, " "))
 	card := h.awaitCard(1)
-	h.awaitLog(`"event":"request_posted"`)
+	h.awaitAudit(hbrbot.AuditRequestPosted, requestID(t, card)) // the card's ts is recorded
 	h.command(approver, "status")
 	h.awaitTold(approver, "/archives/"+channel+"/p") // chat.getPermalink
 	h.click(approver, card, "hbr_upgrade_approve")
