@@ -146,7 +146,7 @@ func (b *Bot) identify(ctx context.Context) error {
 		case err == nil:
 			b.log.InfoContext(ctx, "slack identity", "team", home.TeamID, "enterprise", home.EnterpriseID, "bot", home.BotID)
 			return nil
-		case errors.Is(err, ErrTokenRefused):
+		case errors.As(err, new(*TokenRefusedError)):
 			return err
 		case ctx.Err() != nil:
 			return nil

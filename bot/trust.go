@@ -55,8 +55,11 @@ func NewTrust(api *slack.Client, allowed []string) *Trust {
 		users: map[string]cached[slack.User]{}, channels: map[string]cached[slack.Channel]{}}
 }
 
-// ErrTokenRefused: Slack refused the bot token.
-var ErrTokenRefused = errors.New("SLACK_BOT_TOKEN was refused by Slack (invalid_auth): create the app from slack-app-manifest.yaml, install it, and set its Bot User OAuth Token (xoxb-...); see the README's Slack app section")
+// TokenRefusedError is Slack refusing the bot token at auth.test; Answer
+// is Slack's error (invalid_auth, token_revoked, ...).
+type TokenRefusedError struct{ Answer string }
+
+func (e *TokenRefusedError) Error() string { return "slack auth.test refused the bot token: " + e.Answer }
 
 // Identify asks Slack (auth.test) which organisation the bot belongs to.
 func (t *Trust) Identify(ctx context.Context) (Home, error) {
@@ -64,7 +67,7 @@ func (t *Trust) Identify(ctx context.Context) (Home, error) {
 	if err != nil {
 		var se slack.SlackErrorResponse
 		if errors.As(err, &se) && (se.Err == "invalid_auth" || se.Err == "not_authed" || se.Err == "token_revoked" || se.Err == "account_inactive") {
-			return Home{}, ErrTokenRefused
+			return Home{}, &TokenRefusedError{Answer: se.Err}
 		}
 		return Home{}, fmt.Errorf("slack auth.test: %w", err)
 	}

@@ -91,8 +91,9 @@ func TestIdentifyNamesTheRefusedToken(t *testing.T) {
 	t.Cleanup(srv.Close)
 	srv.FailNext("auth.test", 1, "invalid_auth")
 	tr := NewTrust(slack.New("xoxb-test", slack.OptionAPIURL(srv.APIURL())), nil)
-	if _, err := tr.Identify(context.Background()); !errors.Is(err, ErrTokenRefused) {
-		t.Errorf("Identify = %v, want ErrTokenRefused", err)
+	var refused *TokenRefusedError
+	if _, err := tr.Identify(context.Background()); !errors.As(err, &refused) || refused.Answer != "invalid_auth" {
+		t.Errorf("Identify = %v, want the token refused with invalid_auth", err)
 	}
 }
 

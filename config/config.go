@@ -253,6 +253,17 @@ func LoadRedis(getenv func(string) string, envFile string) (url, mode string, er
 	return cfg.RedisURL, cfg.RedisMode, err
 }
 
+// LoadHTTPAddr reads only HBRBOT_HTTP_ADDR, for `hbrbot healthcheck`,
+// which asks the running bot on that address.
+func LoadHTTPAddr(getenv func(string) string, envFile string) (string, error) {
+	environ, err := environment(getenv, envFile)
+	if err != nil {
+		return "", err
+	}
+	cfg, err := parse(environ, map[string]bool{varHTTPAddr: true})
+	return cfg.HTTPAddr, err
+}
+
 // validator collects problems.
 type validator struct {
 	environ  map[string]string
@@ -412,12 +423,42 @@ func (v *validator) token(name, value, prefix, what string) string {
 		return ""
 	}
 	switch {
+	case placeholder(value):
+		v.add(name, "is a placeholder, not a token: %s", TokenSource(name))
 	case !strings.HasPrefix(value, prefix) || len(value) == len(prefix):
 		v.add(name, "must be %s starting with %q", what, prefix)
 	case hasSpace(value):
 		v.add(name, "must not contain whitespace")
 	}
 	return value
+}
+
+// TokenSource says where a real Slack token of the variable name comes
+// from: the app made from slack-app-manifest.yaml, as the README's "Slack
+// app" section tells.
+func TokenSource(name string) string {
+	switch name {
+	case varSlackAppToken:
+		return `create the Slack app from slack-app-manifest.yaml, then Basic Information > App-Level Tokens > one with connections:write (README "Slack app")`
+	case varSlackBotToken:
+		return `create the Slack app from slack-app-manifest.yaml and install it: the Bot User OAuth Token (README "Slack app")`
+	}
+	return `see README "Slack app"`
+}
+
+// placeholder reports whether a value is an example's stand-in rather than
+// a value anyone was given: "xapp-...", "xoxb-REPLACE-ME", "<token>".
+func placeholder(value string) bool {
+	if strings.Contains(value, "...") || strings.ContainsAny(value, "…<>") {
+		return true
+	}
+	lower := strings.ToLower(value)
+	for _, word := range []string{"replace", "changeme", "change-me", "change_me", "placeholder", "your-", "your_", "xxxx"} {
+		if strings.Contains(lower, word) {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *validator) credentials(id, secret, token string) (string, string, string) {

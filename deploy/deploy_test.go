@@ -86,7 +86,13 @@ func deployFiles(t *testing.T) []file {
 		}
 		ext := strings.ToLower(filepath.Ext(path))
 		isEnv := strings.HasPrefix(d.Name(), ".env") || ext == ".env"
-		if ext != ".yml" && ext != ".yaml" && ext != ".json" && ext != ".md" && !isEnv {
+		// A chart's templates are text until helm renders them (see
+		// helm_test.go).
+		template := strings.Contains(filepath.ToSlash(path), "/templates/")
+		if template {
+			ext = ".txt"
+		}
+		if ext != ".yml" && ext != ".yaml" && ext != ".json" && ext != ".md" && ext != ".txt" && ext != ".tpl" && !isEnv {
 			return nil
 		}
 		raw, err := os.ReadFile(path)
@@ -96,19 +102,8 @@ func deployFiles(t *testing.T) []file {
 		f := file{path: filepath.ToSlash(path), raw: raw}
 		switch ext {
 		case ".yml", ".yaml":
-			dec := yaml.NewDecoder(bytes.NewReader(raw))
-			for {
-				var doc map[string]any
-				err := dec.Decode(&doc)
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return fmt.Errorf("%s: invalid YAML: %w", path, err)
-				}
-				if doc != nil {
-					f.docs = append(f.docs, doc)
-				}
+			if f.docs, err = decodeYAML(raw); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
 			}
 			if len(f.docs) == 0 {
 				return fmt.Errorf("%s: no YAML document", path)
@@ -127,6 +122,25 @@ func deployFiles(t *testing.T) []file {
 		t.Fatal(err)
 	}
 	return files
+}
+
+// decodeYAML reads every document of a YAML stream.
+func decodeYAML(raw []byte) ([]map[string]any, error) {
+	var docs []map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var doc map[string]any
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("invalid YAML: %w", err)
+		}
+		if doc != nil {
+			docs = append(docs, doc)
+		}
+	}
 }
 
 // unknownVars lists, as "file:line: NAME", every variable src names that
@@ -236,9 +250,21 @@ func num(v any) (int, bool) {
 }
 
 func TestKubernetes(t *testing.T) {
+	var k8s []file
+	for _, f := range deployFiles(t) {
+		if strings.HasPrefix(f.path, "k8s/") {
+			k8s = append(k8s, f)
+		}
+	}
+	checkKubernetes(t, k8s)
+}
+
+// checkKubernetes checks a set of Kubernetes manifests: deploy/k8s, or
+// the Helm chart as rendered.
+func checkKubernetes(t *testing.T, files []file) {
+	t.Helper()
 	known := knownVars()
 	port := httpPort(t, known)
-	files := deployFiles(t)
 
 	deps := find(files, "Deployment")
 	if len(deps) != 1 {
@@ -327,7 +353,7 @@ func TestKubernetes(t *testing.T) {
 		name := str(get(ef, "configMapRef", "name"))
 		data, ok := configMaps[name]
 		if !ok {
-			t.Errorf("envFrom names ConfigMap %q, which is not in deploy/k8s", name)
+			t.Errorf("envFrom names ConfigMap %q, which is not among the manifests", name)
 			continue
 		}
 		for k, v := range data {

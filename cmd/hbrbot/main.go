@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/slack-go/slack"
 	"golang.org/x/sync/errgroup"
 
@@ -49,37 +50,43 @@ const shutdownGrace = 8 * time.Second
 
 // run is the whole program: ctx ending is the stop signal.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 1 && args[1] == "audit" {
-		return runAudit(ctx, args[2:], getenv, stdout, stderr)
+	if len(args) > 1 {
+		switch {
+		case args[1] == "audit":
+			return runAudit(ctx, args[2:], getenv, stdout, stderr)
+		case args[1] == "healthcheck":
+			return runHealthcheck(ctx, args[2:], getenv, stdout, stderr)
+		case isHelp(args[1]):
+			writeHelp(stdout)
+			return nil
+		}
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { writeHelp(stderr) }
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "hbrbot", version)
+		fmt.Fprintln(stdout, "hbrbot", versionString())
 		return nil
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q: hbrbot takes its configuration from the environment", fs.Args())
+		return fmt.Errorf("unexpected arguments %q: hbrbot takes its configuration from the environment (hbrbot help)", fs.Args())
 	}
 
 	cfg, err := config.Load(getenv, ".env")
 	if err != nil {
-		return err
+		return fmt.Errorf("%w\n%s", err, config.Hint)
 	}
-	var handler slog.Handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
-	if cfg.LogFormat == "text" {
-		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})
-	}
-	log := slog.New(handler)
+	log := newLogger(stderr, cfg)
+	redis.SetLogger(redisLogger{log})
 	rules, err := loadRules(cfg)
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "version", version, "config", cfg)
+	log.Info("starting", "version", versionString(), "config", cfg)
 	if cfg.DryRun {
 		log.Warn("HBRBOT_DRY_RUN is on: UpgradeBackupClients is never called")
 	}
@@ -113,7 +120,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	api := slack.New(cfg.SlackBotToken, slack.OptionAppLevelToken(cfg.SlackAppToken), slack.OptionAPIURL(cfg.SlackAPIURL))
+	api := slack.New(cfg.SlackBotToken, slack.OptionAppLevelToken(cfg.SlackAppToken), slack.OptionAPIURL(cfg.SlackAPIURL),
+		slack.OptionLog(stdLogger(log, "slack-go")))
 	trust := bot.NewTrust(api, cfg.AllowedTeams)
 	messenger := bot.NewMessenger(api, met, trust)
 	svc := upgrade.New(store, redisstore.NewFloodgate(rdb), hbrClient, messenger, upgrade.Settings{
@@ -179,6 +187,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	g.Go(func() error {
 		if err := slackBot.Run(gctx); err != nil {
+			var bad *bot.TokenRefusedError
+			if errors.As(err, &bad) {
+				return &tokenError{variable: "SLACK_BOT_TOKEN", method: "auth.test", answer: bad.Answer}
+			}
+			if te := refusedToken(err, "SLACK_APP_TOKEN", "apps.connections.open"); te != nil {
+				return te
+			}
 			return fmt.Errorf("slack: %w", err)
 		}
 		return nil
