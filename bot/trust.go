@@ -59,7 +59,9 @@ func NewTrust(api *slack.Client, allowed []string) *Trust {
 // is Slack's error (invalid_auth, token_revoked, ...).
 type TokenRefusedError struct{ Answer string }
 
-func (e *TokenRefusedError) Error() string { return "slack auth.test refused the bot token: " + e.Answer }
+func (e *TokenRefusedError) Error() string {
+	return "slack auth.test refused the bot token: " + e.Answer
+}
 
 // Identify asks Slack (auth.test) which organisation the bot belongs to.
 func (t *Trust) Identify(ctx context.Context) (Home, error) {

@@ -79,4 +79,3 @@ func refusedToken(err error, variable, method string) *tokenError {
 	}
 	return &tokenError{variable: variable, method: method, answer: answer}
 }
-
