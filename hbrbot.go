@@ -188,6 +188,13 @@ type BatchStatus struct {
 	// job; VerifyFailure says why it is missing (a Failure reason).
 	After         []ClientInfo               `json:"after,omitempty"`
 	VerifyFailure string                     `json:"verify_failure,omitempty"`
+	// VerifiedAt is when that look-up answered (After may be empty: no
+	// client listed).
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// SubmitAt is when the submission began (the batch marked
+	// submitting): a submission whose answer was lost is verified once
+	// HBRBOT_TASK_TIMEOUT has passed since.
+	SubmitAt time.Time `json:"submit_at,omitzero"`
 	Reported      map[ReportKind]ReportState `json:"reported,omitempty"`
 	Error         *SubmissionError           `json:"error,omitempty"`
 }

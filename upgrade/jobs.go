@@ -60,9 +60,12 @@ type Jobs struct {
 	audit    auditor
 	kick     func()
 	poll     pollPolicy
-	opts     Options
-	log      *slog.Logger
-	now      func() time.Time
+	// verifyBackoff is the first wait between verification look-ups
+	// (default 500ms).
+	verifyBackoff time.Duration
+	opts          Options
+	log           *slog.Logger
+	now           func() time.Time
 }
 
 func newJobs(store jobStore, h HBR, r Reporter, p progressNotes, aud auditor, kick func(), o Options) *Jobs {
