@@ -19,6 +19,8 @@ type jobStore interface {
 	SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error)
 	Reschedule(ctx context.Context, l hbrbot.Lease, next hbrbot.Next) error
 	Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error
+	SaveAnswer(ctx context.Context, batchKey string, sub hbrbot.Submission) error
+	Answer(ctx context.Context, batchKey string) (hbrbot.Submission, bool, error)
 }
 
 // Reporter posts a batch's thread replies.
@@ -83,7 +85,10 @@ type batchRun struct {
 	spec      *hbrbot.BatchSpec // read when a step needs the IDs
 	attempted map[hbrbot.ReportKind]bool
 	submitter bool
-	log       *slog.Logger
+	// answered: this holder has HBR's answer to its submission, whose
+	// save is retried while the lease holds.
+	answered bool
+	log      *slog.Logger
 }
 
 // batch is the run's status with its spec, read once.
@@ -154,9 +159,7 @@ func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 		}
 		// Saved whatever time the step left ctx: a submission's answer
 		// must be kept.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
-		run.lease, err = j.store.SaveBatch(sctx, run.lease, run.status, next)
-		cancel()
+		run.lease, err = j.save(ctx, run, next)
 		if err != nil || next.Kind == hbrbot.NextDue || next.Kind == hbrbot.NextEnd {
 			return err
 		}
@@ -168,33 +171,12 @@ func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 // (rightly) report its outcome unknown.
 func (j *Jobs) pending(_ context.Context, run *batchRun) (hbrbot.Next, error) {
 	run.status.State, run.submitter = hbrbot.BatchSubmitting, true
+	run.status.SubmitAt = j.now()
 	until := j.now().Add(j.opts.SubmitTimeout + 2*time.Second)
 	if until.Before(run.lease.Until) {
 		return hbrbot.Hold(), nil
 	}
 	return hbrbot.HoldUntil(until), nil
-}
-
-// submitting calls UpgradeBackupClients, when this holder marked the batch
-// submitting itself. Found so by anyone else, the holder before lost its
-// lease mid-call: HBR may or may not have started a job, so the outcome is
-// unknown, and the batch is never submitted again.
-func (j *Jobs) submitting(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
-	if !run.submitter {
-		run.log.ErrorContext(ctx, "found a submission interrupted; its outcome is unknown")
-		run.status.State, run.status.Final = hbrbot.BatchFinished, hbrbot.JobNotStarted
-		run.status.Error = &hbrbot.SubmissionError{Unknown: true, Interrupted: true}
-		return hbrbot.Hold(), nil
-	}
-	b, err := j.batch(ctx, run)
-	if err != nil {
-		return hbrbot.Next{}, err
-	}
-	subCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), run.lease.Until.Add(-time.Second))
-	defer cancel()
-	run.status = j.submit(subCtx, b, run.log)
-	// Due at once, so the reports go out under a fresh lease.
-	return hbrbot.DueAt(j.now()), nil
 }
 
 // running reports the job's start, then polls it until it ends.

@@ -146,7 +146,7 @@ func TestChaosSoak(t *testing.T) {
 			approvedBatches++
 		}
 	}
-	var dupFinals, dupStarted, lost, unknown []string
+	var dupFinals, dupStarted, lost, unknown, resolved []string
 	for k := range approved {
 		switch n := len(finals[k]); {
 		case n == 0:
@@ -156,6 +156,9 @@ func TestChaosSoak(t *testing.T) {
 		}
 		if len(started[k]) > 1 {
 			dupStarted = append(dupStarted, k)
+		}
+		if len(finals[k]) > 0 && strings.Contains(text(finals[k][0]), "answer to UpgradeBackupClients was lost") {
+			resolved = append(resolved, k)
 		}
 		if len(finals[k]) > 0 && strings.Contains(text(finals[k][0]), "outcome unknown") {
 			unknown = append(unknown, k)
@@ -218,7 +221,7 @@ func TestChaosSoak(t *testing.T) {
 		}
 	}
 	unknownStarted := 0
-	for _, k := range unknown {
+	for _, k := range slices.Concat(unknown, resolved) {
 		report := text(finals[k][0]) // lists the batch's IDs
 		for _, id := range approved[k].ids {
 			if jobOf[id] && strings.Contains(report, "`"+id+"`") {
@@ -230,9 +233,9 @@ func TestChaosSoak(t *testing.T) {
 
 	s.stopChildren()
 	elapsed := time.Since(began).Round(100 * time.Millisecond)
-	summary := fmt.Sprintf("soak: jobs=%d batches=%d reports=%d duplicates=%d lost=%d restarts=%d redis_restarts=%d unknown=%d elapsed=%s"+
+	summary := fmt.Sprintf("soak: jobs=%d batches=%d reports=%d duplicates=%d lost=%d restarts=%d redis_restarts=%d unknown=%d unknown_resolved=%d lost_commands=%d elapsed=%s"+
 		" (seed=%d kills_planned=%d approved_batches=%d unknown_started_by_hbr=%d hbr_jobs=%d upgrade_calls=%d describe_calls=%d thread_lookups=%d duplicate_started=%d lost_commands=%d reclicks=%d)",
-		len(reqs), totalBatches, nFinals, len(dupFinals)+len(dupIDs), len(lost), s.restarts, redisRestarts, len(unknown), elapsed,
+		len(reqs), totalBatches, nFinals, len(dupFinals)+len(dupIDs), len(lost), s.restarts, redisRestarts, len(unknown), len(resolved), lostCommands, elapsed,
 		seed, *soakKills, approvedBatches, unknownStarted, len(s.hbr.Jobs()), len(s.hbr.Calls("UpgradeBackupClients")), len(s.hbr.Calls("DescribeTask")),
 		len(s.slack.Calls("conversations.replies")), len(dupStarted), lostCommands, reclicks)
 	t.Log(summary)
@@ -249,6 +252,12 @@ func TestChaosSoak(t *testing.T) {
 	}
 	if len(lost) > 0 {
 		t.Errorf("approved batches without a final report: %v", lost)
+	}
+	if len(unknown) > 0 {
+		t.Errorf("batches whose answer was lost, reported without verified outcomes: %v", unknown)
+	}
+	if lostCommands > 0 {
+		t.Errorf("%d acknowledged commands never got their card", lostCommands)
 	}
 	if len(dupStarted) > 0 {
 		t.Errorf("batches with more than one started reply: %v", dupStarted)
@@ -292,6 +301,9 @@ func newSoak(t *testing.T, ctx context.Context) *soak {
 	h := newHarness(t, map[string]string{
 		"HBRBOT_POLL_INTERVAL":  "100ms",
 		"HBRBOT_LEASE":          "5s",
+		// A submission whose answer was lost is verified this long after it
+		// began (HBR's jobs end within 15 minutes; the fake's within seconds).
+		"HBRBOT_TASK_TIMEOUT": "10s",
 		"HBRBOT_HBR_RATE_LIMIT": "6000",
 	})
 	h.redis = redistest.StartOwn(t) // stopped and restarted once

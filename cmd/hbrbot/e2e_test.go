@@ -542,16 +542,18 @@ func TestHBRThrottling(t *testing.T) {
 }
 
 // TestUpgradeOutcomeUnknown: an UpgradeBackupClients call that times out
-// after HBR received it is reported as outcome unknown, never resubmitted.
+// after HBR received it is never resubmitted: once HBRBOT_TASK_TIMEOUT has
+// passed, its IDs are verified and reported, saying HBR's answer was lost.
 func TestUpgradeOutcomeUnknown(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, map[string]string{"HBRBOT_TASK_TIMEOUT": "2s"})
 	h.hbr.HangNext("UpgradeBackupClients", 1, 20*time.Second)
 	h.start()
 	h.command(requester, "i-aaa")
 	card := h.awaitCard(1)
 	h.click(approver, card, "hbr_upgrade_approve")
 	final := text(h.awaitReports(card, "final", 1)[0])
-	if !strings.Contains(final, "outcome unknown") || !strings.Contains(final, "not resubmitted") {
+	if !strings.Contains(final, "answer to UpgradeBackupClients was lost") || !strings.Contains(final, "never resubmitted") ||
+		!strings.Contains(final, "1 not upgraded") {
 		t.Errorf("final report:\n%s", final)
 	}
 	h.awaitUnscheduled()
