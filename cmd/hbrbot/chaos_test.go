@@ -299,11 +299,11 @@ type child struct {
 
 func newSoak(t *testing.T, ctx context.Context) *soak {
 	h := newHarness(t, map[string]string{
-		"HBRBOT_POLL_INTERVAL":  "100ms",
-		"HBRBOT_LEASE":          "5s",
+		"HBRBOT_POLL_INTERVAL": "100ms",
+		"HBRBOT_LEASE":         "5s",
 		// A submission whose answer was lost is verified this long after it
 		// began (HBR's jobs end within 15 minutes; the fake's within seconds).
-		"HBRBOT_TASK_TIMEOUT": "10s",
+		"HBRBOT_TASK_TIMEOUT":   "10s",
 		"HBRBOT_HBR_RATE_LIMIT": "6000",
 	})
 	h.redis = redistest.StartOwn(t) // stopped and restarted once
