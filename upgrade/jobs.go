@@ -33,6 +33,8 @@ type Reporter interface {
 	UploadTable(ctx context.Context, b hbrbot.Batch) error
 	// NeedsTable says whether b's final report comes with a table file.
 	NeedsTable(b hbrbot.Batch) bool
+	// FindTable looks for b's table file in its thread.
+	FindTable(ctx context.Context, b hbrbot.Batch) (bool, error)
 	replyFinder
 }
 
@@ -274,16 +276,28 @@ func (j *Jobs) reply(ctx context.Context, run *batchRun, kind hbrbot.ReportKind)
 	return hbrbot.Hold(), false, nil
 }
 
-// uploadTable shares a large job's full table once it is reported. Files
-// carry no metadata to look for, so a replica that died between the upload
-// and marking it may upload it again: at least once, unlike the reports.
+// uploadTable shares a large job's full table once it is reported:
+// marked attempted before the upload, like a reply; a holder that finds
+// it attempted by another looks for the file in the thread (its name
+// names the batch) and uploads only when it is not there.
 func (j *Jobs) uploadTable(ctx context.Context, run *batchRun, b hbrbot.Batch) (hbrbot.Next, bool, error) {
 	switch run.status.Reported[hbrbot.ReportTable] {
 	case hbrbot.ReportPosted:
 		return hbrbot.Next{}, true, nil
 	case "":
-		run.status.Reported[hbrbot.ReportTable] = hbrbot.ReportAttempted
+		run.status.Reported[hbrbot.ReportTable], run.attempted[hbrbot.ReportTable] = hbrbot.ReportAttempted, true
 		return hbrbot.Hold(), false, nil
+	}
+	if !run.attempted[hbrbot.ReportTable] {
+		found, err := j.reporter.FindTable(ctx, b)
+		if err != nil {
+			return hbrbot.Next{}, false, fmt.Errorf("look for table of %s: %w", b.Key(), err)
+		}
+		if found {
+			run.status.Reported[hbrbot.ReportTable] = hbrbot.ReportPosted
+			return hbrbot.Hold(), false, nil
+		}
+		run.attempted[hbrbot.ReportTable] = true
 	}
 	if err := j.reporter.UploadTable(ctx, b); err != nil {
 		return hbrbot.Next{}, false, fmt.Errorf("upload table of %s: %w", b.Key(), err)
