@@ -205,8 +205,8 @@ func decodeRequest(id string, vals map[string]string) (hbrbot.Request, error) {
 // still stands as the change expects. It holds no rule of its own: what
 // changes is worked out in Go (package upgrade); this only makes the
 // check, the request's fields, the schedule and the new batches one step.
-// KEYS: the request, the schedule, then the batches' keys in the order of
-// the change's values. ARGV[1]: the change, as JSON (requestChange).
+// KEYS: the request, the schedule, the in-flight index, then the batches'
+// keys in the order of the change's values. ARGV[1]: the change, as JSON (requestChange).
 var changeScript = redis.NewScript(`
 local c = cjson.decode(ARGV[1])
 local cur = redis.call('HMGET', KEYS[1], 'state', 'approvals')
@@ -215,7 +215,8 @@ if cur[1] ~= c.expect_state or (cur[2] or '') ~= c.expect_approvals then return 
 redis.call('HSET', KEYS[1], unpack(c.fields))
 for _, m in ipairs(c.unschedule) do redis.call('ZREM', KEYS[2], m) end
 for _, d in ipairs(c.schedule) do redis.call('ZADD', KEYS[2], d.at, d.member) end
-for i, v in ipairs(c.values) do redis.call('SET', KEYS[2 + i], v, 'NX', 'PX', c.ttl_ms) end
+for i, v in ipairs(c.values) do redis.call('SET', KEYS[3 + i], v, 'NX', 'PX', c.ttl_ms) end
+for _, f in ipairs(c.inflight) do redis.call('HSETNX', KEYS[3], f[1], f[2]) end
 return 'ok'
 `)
 
@@ -226,7 +227,8 @@ type requestChange struct {
 	Fields          []string      `json:"fields"` // field, value, ...
 	Unschedule      []string      `json:"unschedule"`
 	Schedule        []scheduleArg `json:"schedule"`
-	Values          []string      `json:"values"` // of the keys after the schedule
+	Values          []string      `json:"values"`   // of the keys after the index
+	Inflight        [][2]string   `json:"inflight"` // batch key, index entry
 	TTLMS           int64         `json:"ttl_ms"`
 }
 
@@ -247,7 +249,7 @@ func (s *Store) ChangeRequest(ctx context.Context, id string, ch hbrbot.RequestC
 	arg := requestChange{
 		ExpectState: string(ch.Expect.State), ExpectApprovals: strings.Join(ch.Expect.Approvals, ","),
 		Fields:     []string{"state", string(ch.State), "approvals", strings.Join(ch.Approvals, ",")},
-		Unschedule: []string{}, Schedule: []scheduleArg{}, Values: []string{},
+		Unschedule: []string{}, Schedule: []scheduleArg{}, Values: []string{}, Inflight: [][2]string{},
 		TTLMS: batchTTL.Milliseconds(),
 	}
 	if ch.DecidedBy != "" || !ch.DecidedAt.IsZero() {
@@ -262,12 +264,17 @@ func (s *Store) ChangeRequest(ctx context.Context, id string, ch hbrbot.RequestC
 	for _, d := range ch.Schedule {
 		arg.Schedule = append(arg.Schedule, scheduleArg{At: d.At.UnixMilli(), Member: member(d.Work)})
 	}
-	keys := []string{keyRequest(id), keyDue}
+	keys := []string{keyRequest(id), keyDue, keyInflight}
 	for _, b := range ch.Batches {
 		status, spec, err := encodeBatch(b)
 		if err != nil {
 			return fmt.Errorf("change request %s: %w", id, err)
 		}
+		idx, err := inflightDoc(b)
+		if err != nil {
+			return fmt.Errorf("change request %s: %w", id, err)
+		}
+		arg.Inflight = append(arg.Inflight, [2]string{b.Key(), idx})
 		keys = append(keys, keyBatch(b.Key()), keyBatchSpec(b.Key()))
 		arg.Values = append(arg.Values, string(status), string(spec))
 	}
@@ -521,7 +528,12 @@ func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchSta
 	if next.Kind == hbrbot.NextEnd {
 		ttl = Retention
 	}
-	return s.fencedSet(ctx, l, next, ttl, keyBatch(b.Key()), string(status), keyBatchSpec(b.Key()))
+	after, err := s.fencedSet(ctx, l, next, ttl, keyBatch(b.Key()), string(status), keyBatchSpec(b.Key()))
+	if err == nil && next.Kind == hbrbot.NextEnd {
+		// Best effort: a stale entry is read only if the batch goes missing.
+		_ = s.ForgetInflight(ctx, b.Key())
+	}
+	return after, err
 }
 
 // Reschedule does with a leased item what next says.

@@ -19,6 +19,7 @@ type jobStore interface {
 	SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error)
 	Reschedule(ctx context.Context, l hbrbot.Lease, next hbrbot.Next) error
 	Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error
+	lostStore
 	SaveAnswer(ctx context.Context, batchKey string, sub hbrbot.Submission) error
 	Answer(ctx context.Context, batchKey string) (hbrbot.Submission, bool, error)
 }
@@ -33,6 +34,7 @@ type Reporter interface {
 	UploadTable(ctx context.Context, b hbrbot.Batch) error
 	// NeedsTable says whether b's final report comes with a table file.
 	NeedsTable(b hbrbot.Batch) bool
+	LostReporter
 	// FindTable looks for b's table file in its thread.
 	FindTable(ctx context.Context, b hbrbot.Batch) (bool, error)
 	replyFinder
@@ -60,10 +62,12 @@ type Jobs struct {
 	store    jobStore
 	hbr      HBR
 	reporter Reporter
-	progress progressNotes
-	audit    auditor
-	kick     func()
-	poll     pollPolicy
+	// lostReporter tells a thread its batch's state is gone.
+	lostReporter LostReporter
+	progress     progressNotes
+	audit        auditor
+	kick         func()
+	poll         pollPolicy
 	// verifyBackoff is the first wait between verification look-ups
 	// (default 500ms).
 	verifyBackoff time.Duration
@@ -73,7 +77,7 @@ type Jobs struct {
 }
 
 func newJobs(store jobStore, h HBR, r Reporter, p progressNotes, aud auditor, kick func(), o Options) *Jobs {
-	return &Jobs{store: store, hbr: h, reporter: r, progress: p, audit: aud, kick: kick,
+	return &Jobs{store: store, hbr: h, reporter: r, lostReporter: r, progress: p, audit: aud, kick: kick,
 		poll: pollPolicy{interval: o.PollInterval, adaptive: o.Adaptive, min: o.MinPollInterval, max: o.MaxPollInterval},
 		opts: o, log: o.Logger, now: o.Now}
 }
@@ -100,7 +104,7 @@ func (j *Jobs) batch(ctx context.Context, run *batchRun) (hbrbot.Batch, error) {
 		if errors.Is(err, hbrbot.ErrNotFound) {
 			// Written with the status and expiring with it: its absence is
 			// damage to report, not a batch that ended.
-			return hbrbot.Batch{}, fmt.Errorf("batch %s has a status but no spec", run.status.Key())
+			return hbrbot.Batch{}, fmt.Errorf("batch %s has a status but no spec: %w", run.status.Key(), errStateLost)
 		}
 		if err != nil {
 			return hbrbot.Batch{}, err
@@ -140,7 +144,7 @@ var steps = map[hbrbot.BatchState]stepFunc{
 func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 	st, err := j.store.BatchStatus(ctx, l.Work.ID)
 	if errors.Is(err, hbrbot.ErrNotFound) {
-		return j.store.Reschedule(ctx, l, hbrbot.End())
+		return j.lostBatch(ctx, l, "batch")
 	}
 	if err != nil {
 		return err
@@ -156,6 +160,9 @@ func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 			return fmt.Errorf("batch %s: unknown state %q", run.status.Key(), run.status.State)
 		}
 		next, err := step(j, ctx, run)
+		if errors.Is(err, errStateLost) {
+			return j.lostBatch(ctx, run.lease, "spec")
+		}
 		if err != nil {
 			return err
 		}

@@ -35,6 +35,8 @@ type Observer interface {
 	RedisError()
 	WorkStarted()
 	WorkDone()
+	// StateLost: scheduled work found its request or batch missing.
+	StateLost(kind string)
 }
 
 type noObserver struct{}
@@ -44,6 +46,7 @@ func (noObserver) JobFinished(string, time.Duration, time.Duration) {}
 func (noObserver) RedisError()                                      {}
 func (noObserver) WorkStarted()                                     {}
 func (noObserver) WorkDone()                                        {}
+func (noObserver) StateLost(string)                                 {}
 
 // Store is the shared state all replicas work from: the union of what
 // the parts use.

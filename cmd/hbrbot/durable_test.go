@@ -1,11 +1,16 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/hbrtest"
 	"github.com/hbrbot/hbrbot/internal/redistest"
+	"github.com/hbrbot/hbrbot/redisstore"
+	"github.com/hbrbot/hbrbot/slacktest"
 )
 
 // TestRedisStalledAsHBRAnswers: Redis stops answering (SIGSTOP) while
@@ -36,5 +41,55 @@ func TestRedisStalledAsHBRAnswers(t *testing.T) {
 	}
 	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
 		t.Errorf("%d UpgradeBackupClients calls, want 1", n)
+	}
+}
+
+// TestEvictedBatchKey: a running batch's key disappears from Redis (as an
+// eviction would do). The loss is an error in the audit trail and a reply
+// in its thread naming the IDs to check by hand, never a silent drop.
+func TestEvictedBatchKey(t *testing.T) {
+	h := newHarness(t, nil)
+	h.hbr.SetDefaultScript(hbrtest.Step{Progress: 10, Description: hbrtest.TaskCreated}) // never ends
+	h.start()
+	h.command(requester, "i-aaa i-bbb")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	h.awaitReports(card, "started", 1)
+	id := cardRequestID(card)
+	if err := h.redis.Client().Del(h.ctx(), redisstore.Prefix+"batch:"+hbrbot.BatchKey(id, 0)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.awaitAudit(hbrbot.AuditStateLost, id)
+	c, err := h.slack.WaitCall(h.ctx(), "chat.postMessage", func(c slacktest.Call) bool {
+		return strings.Contains(c.Form.Get("text"), "lost this job's state")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Form.Get("blocks"); !strings.Contains(b, "i-aaa") || !strings.Contains(b, "i-bbb") || !strings.Contains(b, "by hand") {
+		t.Errorf("lost report does not name the IDs to check by hand:\n%s", b)
+	}
+	h.awaitUnscheduledBatches()
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
+		t.Errorf("%d UpgradeBackupClients calls, want 1", n)
+	}
+}
+
+// awaitUnscheduledBatches waits until no batch is in the schedule.
+func (h *harness) awaitUnscheduledBatches() {
+	h.t.Helper()
+	rdb := h.redis.Client()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		items, err := rdb.ZRange(h.ctx(), redisstore.Prefix+"due", 0, -1).Result()
+		if err == nil && !slices.ContainsFunc(items, func(m string) bool { return strings.HasPrefix(m, string(hbrbot.WorkBatch)+":") }) {
+			return
+		}
+		select {
+		case <-h.ctx().Done():
+			h.t.Fatalf("batches still scheduled: %v %v", items, err)
+		case <-tick.C:
+		}
 	}
 }
