@@ -345,6 +345,10 @@ const (
 	WorkCardSync WorkKind = "card"
 	// WorkProgress posts or updates a request's live progress reply.
 	WorkProgress WorkKind = "prog"
+	// WorkCommand runs an upgrade command stored before its ack (ID: the
+	// envelope); WorkClick, a button click likewise.
+	WorkCommand WorkKind = "cmd"
+	WorkClick   WorkKind = "click"
 )
 
 // Lease is one replica's claim on a Work item until Until. Token fences

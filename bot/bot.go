@@ -63,6 +63,8 @@ type Bot struct {
 	// connection, an HBR look-up and its memory). Work beyond the bound
 	// waits blocked, which costs the scheduler nothing.
 	handlers chan struct{}
+	// durable, when set, stores commands and clicks before their ack.
+	durable DurableIntake
 }
 
 // maxHandlers is how much work behind acks runs at once. The work is
@@ -153,8 +155,7 @@ func (b *Bot) handle(ctx context.Context, evt socketmode.Event) {
 		if !ok || evt.Request == nil {
 			return
 		}
-		b.ack(ctx, evt.Request, nil)
-		b.interaction(ctx, evt.Request, cb)
+		b.interactive(ctx, evt.Request, cb)
 	case socketmode.EventTypeEventsAPI:
 		if evt.Request != nil {
 			b.ack(ctx, evt.Request, nil) // not subscribed to any; never leave one unacked
@@ -249,10 +250,9 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.flow.Status(ctx, inv)) })
 	case hbrbot.CommandUpgrade:
 		b.obs.Command("accepted")
-		// Said at once, so a command is never met with silence, even if this
-		// replica dies before the card is up.
-		b.ack(ctx, req, ephemeral(Accepted))
-		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.flow.Request(ctx, inv, parsed.Upgrade)) })
+		// Stored, then said, so a command is never met with silence nor lost,
+		// even if this replica dies before the card is up.
+		b.acceptCommand(ctx, req, inv, parsed.Upgrade, to)
 	}
 }
 
@@ -277,6 +277,10 @@ func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack
 			click.ChannelID = cb.Container.ChannelID
 		}
 		to := Recipient{UserID: click.UserID, ChannelID: click.ChannelID, ResponseURL: click.ResponseURL}
+		if b.durable != nil {
+			b.acceptClick(ctx, req, click, to)
+			return
+		}
 		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.flow.Click(ctx, click)) })
 		return // one decision per envelope
 	}

@@ -435,7 +435,7 @@ func (s *Store) requestBatches(ctx context.Context, id string, withSpecs bool) (
 func member(w hbrbot.Work) string { return string(w.Kind) + ":" + w.ID }
 
 func parseMember(m string) (hbrbot.Work, bool) {
-	for _, k := range []hbrbot.WorkKind{hbrbot.WorkBatch, hbrbot.WorkExpiry, hbrbot.WorkCardSync, hbrbot.WorkProgress} {
+	for _, k := range []hbrbot.WorkKind{hbrbot.WorkBatch, hbrbot.WorkExpiry, hbrbot.WorkCardSync, hbrbot.WorkProgress, hbrbot.WorkCommand, hbrbot.WorkClick} {
 		p := string(k) + ":"
 		if len(m) > len(p) && m[:len(p)] == p {
 			return hbrbot.Work{Kind: k, ID: m[len(p):]}, true
@@ -495,13 +495,16 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return fromMS(zs[0].Score), true, nil
 }
 
-// fencedSetScript writes KEYS[2] (when given) and aligns KEYS[3]'s expiry
+// fencedSetScript writes KEYS[2] (when given; -1 when it is gone: a
+// batch is created whole by the approval, never by a save, so a missing
+// key is lost state, not something to write anew) and aligns KEYS[3]'s expiry
 // with it (when given), and reschedules or removes the item, only while
 // the lease holds.
 var fencedSetScript = redis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
 if KEYS[2] then
+  if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 end
 if KEYS[3] then
@@ -567,6 +570,9 @@ func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, next hbrbot.Next,
 	}
 	if got == 0 {
 		return l, fmt.Errorf("save %s: %w", member(l.Work), hbrbot.ErrLeaseLost)
+	}
+	if got == -1 {
+		return l, fmt.Errorf("save %s: the batch is gone: %w", member(l.Work), hbrbot.ErrNotFound)
 	}
 	return after, nil
 }

@@ -169,6 +169,9 @@ func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 		// Saved whatever time the step left ctx: a submission's answer
 		// must be kept.
 		run.lease, err = j.save(ctx, run, next)
+		if errors.Is(err, hbrbot.ErrNotFound) {
+			return j.lostBatch(ctx, run.lease, "batch")
+		}
 		if err != nil || next.Kind == hbrbot.NextDue || next.Kind == hbrbot.NextEnd {
 			return err
 		}

@@ -148,7 +148,7 @@ func (j *Jobs) whileLeased(ctx context.Context, run *batchRun, f func(context.Co
 		actx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		err := f(actx)
 		cancel()
-		if err == nil || errors.Is(err, hbrbot.ErrLeaseLost) || !j.now().Add(wait).Before(end) {
+		if err == nil || errors.Is(err, hbrbot.ErrLeaseLost) || errors.Is(err, hbrbot.ErrNotFound) || !j.now().Add(wait).Before(end) {
 			return err
 		}
 		run.log.WarnContext(ctx, "save failed; retrying while the lease holds", "err", err, "wait", wait)

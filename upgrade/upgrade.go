@@ -52,6 +52,7 @@ func (noObserver) StateLost(string)                                 {}
 // the parts use.
 type Store interface {
 	intakeStore
+	intakeItemStore
 	jobStore
 	progressStore
 	scheduleStore
@@ -152,6 +153,8 @@ func (o Options) withDefaults() Options {
 type Service struct {
 	*Intake
 	Scheduler *Scheduler
+	// Durable stores commands and clicks before their ack.
+	Durable *Durable
 }
 
 // New wires the three parts on one store and one chat. Scheduler.Run must
@@ -167,7 +170,10 @@ func New(store Store, h HBR, chat Chat, p Settings, o Options) *Service {
 	sched.Handle(hbrbot.WorkProgress, progress.Show)
 	sched.Handle(hbrbot.WorkExpiry, intake.Expire)
 	sched.Handle(hbrbot.WorkCardSync, intake.SyncCard)
-	return &Service{Intake: intake, Scheduler: sched}
+	durable := newDurable(intake, store, o)
+	sched.Handle(hbrbot.WorkCommand, durable.Run)
+	sched.Handle(hbrbot.WorkClick, durable.Run)
+	return &Service{Intake: intake, Scheduler: sched, Durable: durable}
 }
 
 // storeTimeout bounds the Redis work behind one click or command, so that

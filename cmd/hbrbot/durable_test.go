@@ -93,3 +93,44 @@ func (h *harness) awaitUnscheduledBatches() {
 		}
 	}
 }
+
+// TestCommandOfAReplicaKilledAtItsAck: a replica stored a command and
+// acked it, then died before doing anything else (its lease ran out). The
+// state it leaves is exactly this stored item; another replica finishes
+// it: the card comes, and the request runs.
+func TestCommandOfAReplicaKilledAtItsAck(t *testing.T) {
+	h := newHarness(t, nil)
+	store := redisstore.New(h.redis.Client())
+	doc := `{"invocation":{"EnvelopeID":"env-killed","ChannelID":"` + channel + `","UserID":"` + requester +
+		`","Text":"i-aaa"},"spec":{"instance_ids":["i-aaa"],"region":"cn-hangzhou"}}`
+	if _, first, err := store.StoreItem(h.ctx(), hbrbot.Work{Kind: hbrbot.WorkCommand, ID: "env-killed"}, []byte(doc), -time.Second); err != nil || !first {
+		t.Fatalf("store item: first %v, %v", first, err)
+	}
+	h.start()
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	if final := text(h.awaitReports(card, "final", 1)[0]); !strings.Contains(final, "1 upgraded") {
+		t.Errorf("final report:\n%s", final)
+	}
+	h.awaitUnscheduled()
+}
+
+// TestCommandNotStoredSaysSo: with Redis not answering, a valid command's
+// ack says that nothing was done, and why.
+func TestCommandNotStoredSaysSo(t *testing.T) {
+	h := newHarness(t, nil)
+	h.redis = redistest.StartOwn(t)
+	h.env["REDIS_URL"] = h.redis.URL()
+	h.start()
+	h.redis.Pause()
+	env := h.command(requester, "i-aaa")
+	ack := h.ackPayload(env)
+	h.redis.Resume()
+	if !strings.Contains(ack, "Nothing was done") || !strings.Contains(ack, "did not answer within 2 s") {
+		t.Errorf("ack %s, want it to say nothing was done and why", ack)
+	}
+	h.awaitUnscheduled()
+	if n := len(cards(h.slack)); n != 0 {
+		t.Errorf("%d cards, want none", n)
+	}
+}
