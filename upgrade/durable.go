@@ -30,9 +30,10 @@ type Answerer interface {
 // before its ack: Slack wants the ack within 3 s.
 const AcceptWait = 2 * time.Second
 
-// itemBudget is the lease a stored item's holder takes when it starts on
-// it: a command's look-up, its store and its card fit well within.
-const itemBudget = 15 * time.Second
+// itemBudget is the least lease a stored item's holder takes when it
+// starts on it (HBRBOT_LEASE when longer): a command's look-up, its store
+// and its card fit within. A holder that dies delays the item by as much.
+const itemBudget = 8 * time.Second
 
 // Durable stores each valid command and each click as a work item before
 // its ack, and runs it through Intake, on the replica that acked it or, if
@@ -175,7 +176,7 @@ func (d *Durable) Run(ctx, _ context.Context, l hbrbot.Lease) error {
 
 // hold stretches l over the item's work.
 func (d *Durable) hold(ctx context.Context, l hbrbot.Lease) (hbrbot.Lease, error) {
-	until := d.now().Add(itemBudget)
+	until := d.now().Add(max(itemBudget, d.lease))
 	next := hbrbot.HoldUntil(until)
 	if err := d.store.Reschedule(ctx, l, next); err != nil {
 		return l, err

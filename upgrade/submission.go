@@ -39,6 +39,11 @@ func (j *Jobs) submitting(ctx context.Context, run *batchRun) (hbrbot.Next, erro
 	return hbrbot.DueAt(j.now()), nil
 }
 
+// unknownVerifyTries is how many times the look-up of a submission whose
+// answer was lost is tried again later (backing off from the poll
+// interval up to a minute) before its IDs are reported unknown.
+const unknownVerifyTries = 8
+
 // resolveAt is when a submission whose answer was lost is verified: the
 // task timeout after it began (HBR's own jobs end within 15 minutes).
 func (j *Jobs) resolveAt(st hbrbot.BatchStatus) time.Time {
@@ -81,8 +86,15 @@ func (j *Jobs) takeOver(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 	if err != nil {
 		return hbrbot.Next{}, err
 	}
-	st.State, st.Final, st.Ended = hbrbot.BatchFinished, hbrbot.JobNotStarted, now
 	j.verify(ctx, st, b.Targets, run.log)
+	if !st.Verified() && st.Polls < unknownVerifyTries {
+		// Nothing else can tell what became of these IDs: look again later
+		// rather than report them unknown.
+		st.Polls++
+		st.VerifyFailure = ""
+		return hbrbot.DueAt(now.Add(min(j.opts.PollInterval<<st.Polls, time.Minute))), nil
+	}
+	st.State, st.Final, st.Ended = hbrbot.BatchFinished, hbrbot.JobNotStarted, now
 	j.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditUnknownResolved, RequestID: st.RequestID, Actor: "hbrbot",
 		Channel: st.ChannelID, Fields: map[string]string{"batch": st.Key(), "verified": boolText(st.Verified())}})
 	return hbrbot.Hold(), nil

@@ -620,7 +620,7 @@ func (s *soak) drive(reqs []*replicaRequest, quiet *sync.Mutex) (lostCommands in
 		first := "`" + r.ids[0] + "`"
 		// > Slack redelivering an unacked envelope (3s), and a lease: a
 		// replica killed after its ack leaves the command to another.
-		cctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+		cctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 		_, err := s.slack.WaitCall(cctx, "chat.postMessage", func(c slacktest.Call) bool {
 			return isCard(c) && strings.Contains(c.Form.Get("blocks"), first)
 		})
