@@ -25,4 +25,10 @@ const (
 	AuditHBRCall         = "hbr_call"
 	AuditJobFinished     = "job_finished"
 	AuditReportPosted    = "report_posted"
+	// AuditUnknownResolved: a submission whose answer was lost was
+	// verified once its job must have ended.
+	AuditUnknownResolved = "unknown_resolved"
+	// AuditStateLost: a request or batch scheduled for work is missing
+	// from Redis (evicted or deleted).
+	AuditStateLost = "state_lost"
 )

@@ -186,10 +186,17 @@ type BatchStatus struct {
 	Results  []ClientResult  `json:"results,omitempty"`
 	// After is the clients as DescribeBackupClients saw them after the
 	// job; VerifyFailure says why it is missing (a Failure reason).
-	After         []ClientInfo               `json:"after,omitempty"`
-	VerifyFailure string                     `json:"verify_failure,omitempty"`
-	Reported      map[ReportKind]ReportState `json:"reported,omitempty"`
-	Error         *SubmissionError           `json:"error,omitempty"`
+	After         []ClientInfo `json:"after,omitempty"`
+	VerifyFailure string       `json:"verify_failure,omitempty"`
+	// VerifiedAt is when that look-up answered (After may be empty: no
+	// client listed).
+	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// SubmitAt is when the submission began (the batch marked
+	// submitting): a submission whose answer was lost is verified once
+	// HBRBOT_TASK_TIMEOUT has passed since.
+	SubmitAt time.Time                  `json:"submit_at,omitzero"`
+	Reported map[ReportKind]ReportState `json:"reported,omitempty"`
+	Error    *SubmissionError           `json:"error,omitempty"`
 }
 
 // BatchSpec is what one HBR job names: its IDs, and how the look-up before
@@ -338,6 +345,10 @@ const (
 	WorkCardSync WorkKind = "card"
 	// WorkProgress posts or updates a request's live progress reply.
 	WorkProgress WorkKind = "prog"
+	// WorkCommand runs an upgrade command stored before its ack (ID: the
+	// envelope); WorkClick, a button click likewise.
+	WorkCommand WorkKind = "cmd"
+	WorkClick   WorkKind = "click"
 )
 
 // Lease is one replica's claim on a Work item until Until. Token fences

@@ -1,6 +1,9 @@
 package hbrbot
 
-import "strings"
+import (
+	"cmp"
+	"strings"
+)
 
 // OutcomeKind is what became of one instance or client.
 type OutcomeKind string
@@ -18,6 +21,9 @@ const (
 	// OutcomeStillOld: HBR called the upgrade done, but the client still
 	// runs an older version than the latest.
 	OutcomeStillOld OutcomeKind = "still_old"
+	// OutcomeNotUpgraded: verified below the latest version after a job
+	// that gave no word on it (a submission whose answer was lost).
+	OutcomeNotUpgraded OutcomeKind = "not_upgraded"
 )
 
 // Outcome is what became of one ID of a batch.
@@ -26,14 +32,28 @@ type Outcome struct {
 	Kind OutcomeKind
 	// Code is HBR's error code or client status behind a failure.
 	Code string
+	// HBRCode is what HBR's Result said of an ID verified upgraded when
+	// it disagreed (an error code or a client status other than ACTIVATED).
+	HBRCode string
+	// Unverified: the look-up after the job failed, so the outcome is
+	// HBR's word (Result and the job's status), not the client's state.
+	Unverified bool
+	// AnswerLost: HBR's answer to UpgradeBackupClients was lost; the
+	// outcome was verified once the job must have ended.
+	AnswerLost bool
 	// Before and After are the client's versions, when known; Latest the
 	// newest HBR offers.
 	Before, After, Latest string
 }
 
 // Outcomes gives every ID of an ended batch its outcome, in the batch's
-// order. Per-ID results from the job win; IDs they do not mention take the
-// job's status.
+// order. The clients' state after the job (After, from
+// DescribeBackupClients) decides: ACTIVATED at MaxClientVersion is
+// upgraded, whatever the job's Result says; anything else is not, with
+// Result's code when it has one, else the client's status. Without that
+// look-up (VerifyFailure), Result and the job's status decide, marked
+// unverified. A submission whose answer was lost is verified the same
+// way; unverified, its outcome is unknown.
 func (b Batch) Outcomes() []Outcome {
 	invalid := make(map[string]string, len(b.Invalid))
 	for _, iv := range b.Invalid {
@@ -48,18 +68,28 @@ func (b Batch) Outcomes() []Outcome {
 			results[r.ClientID] = r
 		}
 	}
+	verified := b.Verified()
+	unknown := b.Error != nil && b.Error.Unknown
 	var out []Outcome
 	for _, id := range b.Targets.All() {
 		o := Outcome{ID: id}
+		r, hasResult := results[id]
+		after, seen := Lookup(b.After, id)
 		switch code, bad := invalid[id]; {
 		case bad:
 			o.Kind, o.Code = OutcomeInvalid, code
-		case b.Error != nil && b.Error.Unknown:
-			o.Kind = OutcomeUnknown
-		case b.Error != nil:
+		case b.Error != nil && !unknown:
 			o.Kind, o.Code = OutcomeNotStarted, b.Error.Code
+		case b.Final == JobDryRun:
+			o.Kind = OutcomeDryRun
+		case verified:
+			o.Kind, o.Code, o.HBRCode = verifiedOutcome(b.Final, r, hasResult, after, seen)
+			o.AnswerLost = unknown
+		case unknown:
+			o.Kind = OutcomeUnknown
 		default:
-			if r, ok := results[id]; ok {
+			o.Unverified = true
+			if hasResult {
 				o.Kind, o.Code = resultOutcome(r)
 			} else {
 				o.Kind = statusOutcome(b.Final)
@@ -71,15 +101,61 @@ func (b Batch) Outcomes() []Outcome {
 		if c, ok := Lookup(b.Before, id); ok {
 			o.Before, o.Latest = c.Version, c.MaxVersion
 		}
-		if c, ok := Lookup(b.After, id); ok {
-			o.After, o.Latest = c.Version, c.MaxVersion
-			if o.Kind == OutcomeUpgraded && c.Outdated() {
-				o.Kind, o.Code = OutcomeStillOld, "StillOld"
-			}
+		if seen {
+			o.After, o.Latest = after.Version, after.MaxVersion
 		}
 		out = append(out, o)
 	}
 	return out
+}
+
+// Verified reports whether the clients were looked up after the job, so
+// their state decides the outcomes.
+func (b BatchStatus) Verified() bool {
+	return b.VerifyFailure == "" && (!b.VerifiedAt.IsZero() || b.After != nil)
+}
+
+// verifiedOutcome is one ID's outcome from its client's state after the
+// job (c, when DescribeBackupClients listed it), refined by its Result
+// (r, when the job's Result named it) and the job's status.
+func verifiedOutcome(final FinalStatus, r ClientResult, hasResult bool, c ClientInfo, seen bool) (kind OutcomeKind, code, hbrCode string) {
+	resultCode := ""
+	if hasResult {
+		resultCode = cmp.Or(r.ErrorCode, r.ClientStatus)
+		if resultCode == "ACTIVATED" && r.ErrorCode == "" {
+			resultCode = ""
+		}
+		if resultCode == "" && r.ClientStatus == "" {
+			resultCode = "UNKNOWN"
+		}
+	}
+	if seen && c.Status == "ACTIVATED" && c.Version != "" && c.MaxVersion != "" && CompareVersions(c.Version, c.MaxVersion) >= 0 {
+		return OutcomeUpgraded, "", resultCode
+	}
+	status := "NotFound" // the look-up did not list the client
+	if seen {
+		status = cmp.Or(c.Status, "UNKNOWN")
+	}
+	switch {
+	case hasResult && resultCode == "":
+		// HBR called it done; the client says otherwise.
+		return OutcomeStillOld, "StillOld", ""
+	case hasResult:
+		return OutcomeFailed, resultCode, ""
+	}
+	switch kind = statusOutcome(final); kind {
+	case OutcomeFailed:
+		if final == JobNotStarted { // a submission whose answer was lost
+			return OutcomeNotUpgraded, status, ""
+		}
+		return OutcomeFailed, status, ""
+	case OutcomeUpgraded:
+		if seen && c.Status == "ACTIVATED" {
+			return OutcomeStillOld, "StillOld", ""
+		}
+		return OutcomeFailed, status, ""
+	}
+	return kind, status, ""
 }
 
 func resultOutcome(r ClientResult) (OutcomeKind, string) {

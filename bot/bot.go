@@ -16,6 +16,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/policy"
 	"github.com/hbrbot/hbrbot/upgrade"
 )
 
@@ -65,6 +66,8 @@ type Bot struct {
 	// connection, an HBR look-up and its memory). Work beyond the bound
 	// waits blocked, which costs the scheduler nothing.
 	handlers chan struct{}
+	// durable, when set, stores commands and clicks before their ack.
+	durable DurableIntake
 }
 
 // maxHandlers is how much work behind acks runs at once. The work is
@@ -186,8 +189,7 @@ func (b *Bot) handle(ctx context.Context, evt socketmode.Event) {
 		if !ok || evt.Request == nil {
 			return
 		}
-		b.ack(ctx, evt.Request, nil)
-		b.interaction(ctx, evt.Request, cb)
+		b.interactive(ctx, evt.Request, cb)
 	case socketmode.EventTypeEventsAPI:
 		if evt.Request != nil {
 			b.ack(ctx, evt.Request, nil) // not subscribed to any; never leave one unacked
@@ -288,10 +290,9 @@ func (b *Bot) slashCommand(ctx context.Context, req *socketmode.Request, cmd sla
 		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.flow.Status(ctx, inv)) })
 	case hbrbot.CommandUpgrade:
 		b.obs.Command("accepted")
-		// Said at once, so a command is never met with silence, even if this
-		// replica dies before the card is up.
-		b.ack(ctx, req, ephemeral(Accepted))
-		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.flow.Request(ctx, inv, parsed.Upgrade)) })
+		// Stored, then said, so a command is never met with silence nor lost,
+		// even if this replica dies before the card is up.
+		b.acceptCommand(ctx, req, inv, parsed.Upgrade, to)
 	}
 }
 
@@ -327,6 +328,18 @@ func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack
 			click.ChannelID = cb.Container.ChannelID
 		}
 		to := Recipient{UserID: click.UserID, ChannelID: click.ChannelID, ResponseURL: click.ResponseURL}
+		if b.durable != nil {
+			// Checked before it is stored: only the home organisation acts.
+			facts, refusal := b.check(ctx, click)
+			if refusal != nil {
+				b.ack(ctx, req, nil)
+				b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, refusal.notice(click)) })
+				return
+			}
+			click.Guest, click.SharedChannel = facts.Guest, facts.SharedChannel
+			b.acceptClick(ctx, req, click, to)
+			return
+		}
 		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.click(ctx, click)) })
 		return // one decision per envelope
 	}
@@ -334,13 +347,29 @@ func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack
 
 // click checks who clicked, then hands the click on.
 func (b *Bot) click(ctx context.Context, c upgrade.Click) upgrade.Notice {
-	tctx, cancel := context.WithTimeout(ctx, trustTimeout)
-	facts, refusal := b.trust.Check(tctx, Actor{UserID: c.UserID, ChannelID: c.ChannelID})
-	cancel()
+	facts, refusal := b.check(ctx, c)
 	if refusal != nil {
-		b.log.InfoContext(ctx, "click refused", "user", c.UserID, "channel", c.ChannelID, "err", refusal)
-		return upgrade.Notice{Kind: upgrade.NoticeRefused, Act: c.Action, Refusal: refusal}
+		return refusal.notice(c)
 	}
 	c.Guest, c.SharedChannel = facts.Guest, facts.SharedChannel
 	return b.flow.Click(ctx, c)
+}
+
+// clickRefusal is a click refused for who made it.
+type clickRefusal struct{ *policy.Refusal }
+
+func (r clickRefusal) notice(c upgrade.Click) upgrade.Notice {
+	return upgrade.Notice{Kind: upgrade.NoticeRefused, Act: c.Action, Refusal: r.Refusal}
+}
+
+// check asks Trust about the clicker, within trustTimeout.
+func (b *Bot) check(ctx context.Context, c upgrade.Click) (Facts, *clickRefusal) {
+	tctx, cancel := context.WithTimeout(ctx, trustTimeout)
+	defer cancel()
+	facts, refusal := b.trust.Check(tctx, Actor{UserID: c.UserID, ChannelID: c.ChannelID})
+	if refusal != nil {
+		b.log.InfoContext(ctx, "click refused", "user", c.UserID, "channel", c.ChannelID, "err", refusal)
+		return facts, &clickRefusal{refusal}
+	}
+	return facts, nil
 }

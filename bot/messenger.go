@@ -170,13 +170,41 @@ func taggedWith(md slack.SlackMetadata, key string) bool {
 // NeedsTable says whether b's final report comes with a table file.
 func (m *Messenger) NeedsTable(b hbrbot.Batch) bool { return NeedsTable(b) }
 
+// tableName is the file name of b's table: it names the batch, so a
+// replica can find it in the thread.
+func tableName(b hbrbot.BatchStatus) string {
+	return fmt.Sprintf("hbr-upgrade-%s-job%d.csv", b.RequestID, b.Index+1)
+}
+
+// FindTable looks through b's thread for its table file.
+func (m *Messenger) FindTable(ctx context.Context, b hbrbot.Batch) (bool, error) {
+	params := &slack.GetConversationRepliesParameters{ChannelID: b.ChannelID, Timestamp: b.ThreadTS, Limit: 200}
+	for {
+		msgs, more, cursor, err := m.api.GetConversationRepliesContext(ctx, params)
+		if err != nil {
+			return false, m.wrap("conversations.replies", err)
+		}
+		for _, msg := range msgs {
+			for _, f := range msg.Files {
+				if f.Name == tableName(b.BatchStatus) {
+					return true, nil
+				}
+			}
+		}
+		if !more || cursor == "" {
+			return false, nil
+		}
+		params.Cursor = cursor
+	}
+}
+
 // UploadTable shares b's full report table as a CSV file in its thread.
 func (m *Messenger) UploadTable(ctx context.Context, b hbrbot.Batch) error {
 	table := ReportCSV(b)
-	name := fmt.Sprintf("hbr-upgrade-%s-job%d.csv", b.RequestID, b.Index+1)
+	name := tableName(b.BatchStatus)
 	_, err := m.api.UploadFileContext(ctx, slack.UploadFileParameters{
 		Reader: bytes.NewReader(table), FileSize: len(table), Filename: name,
-		Title: fmt.Sprintf("%s: every ID of task %s", jobName(b.BatchStatus), b.TaskID), Channel: b.ChannelID, ThreadTimestamp: b.ThreadTS,
+		Title: fmt.Sprintf("%s of request %s: every ID of task %s", jobName(b.BatchStatus), b.RequestID, b.TaskID), Channel: b.ChannelID, ThreadTimestamp: b.ThreadTS,
 	})
 	return m.wrap("files.upload", err)
 }

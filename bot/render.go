@@ -135,9 +135,10 @@ func NeedsTable(b hbrbot.Batch) bool { return b.Targets.Len() > tableRows }
 func ReportCSV(b hbrbot.Batch) []byte {
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
-	w.Write([]string{"id", "outcome", "code", "version_before", "version_after", "latest_version", "task_id", "job"})
+	w.Write([]string{"id", "outcome", "code", "version_before", "version_after", "latest_version", "task_id", "job", "verified", "hbr_code"})
 	for _, o := range b.Outcomes() {
-		row := []string{o.ID, string(o.Kind), o.Code, o.Before, o.After, o.Latest, b.TaskID, fmt.Sprintf("%d/%d", b.Index+1, b.Of)}
+		row := []string{o.ID, string(o.Kind), o.Code, o.Before, o.After, o.Latest, b.TaskID, fmt.Sprintf("%d/%d", b.Index+1, b.Of),
+			verifiedCell(o), o.HBRCode}
 		for i := range row {
 			row[i] = csvCell(row[i])
 		}
@@ -145,6 +146,21 @@ func ReportCSV(b hbrbot.Batch) []byte {
 	}
 	w.Flush()
 	return buf.Bytes()
+}
+
+// verifiedCell says how an outcome is known: from the client's state
+// ("yes", "yes, answer lost" for a submission whose answer was lost), or
+// only from HBR's word ("no").
+func verifiedCell(o hbrbot.Outcome) string {
+	switch {
+	case o.Unverified, o.Kind == hbrbot.OutcomeUnknown:
+		return "no"
+	case o.AnswerLost:
+		return "yes, answer lost"
+	case o.Kind == hbrbot.OutcomeInvalid, o.Kind == hbrbot.OutcomeNotStarted, o.Kind == hbrbot.OutcomeDryRun:
+		return ""
+	}
+	return "yes"
 }
 
 // groupLimit is how many clients a card group details, one a line, before
@@ -332,6 +348,7 @@ var outcomeGroups = []struct {
 }{
 	{hbrbot.OutcomeFailed, ":x: Failed", "failed"},
 	{hbrbot.OutcomeStillOld, ":warning: Reported done, but still on an old version", "still old"},
+	{hbrbot.OutcomeNotUpgraded, ":x: Not upgraded (verified on an old version)", "not upgraded"},
 	{hbrbot.OutcomeInvalid, ":warning: Refused by HBR", "refused"},
 	{hbrbot.OutcomeNotStarted, ":x: Not started", "not started"},
 	{hbrbot.OutcomeUnknown, ":grey_question: Outcome unknown", "unknown"},
@@ -362,11 +379,17 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 	}
 	lines = append(lines, summary)
 	if b.Error != nil {
-		if b.Error.Unknown {
+		switch {
+		case b.Error.Unknown && b.Verified():
+			lines = append(lines, answerLostLine(b))
+		case b.Error.Unknown:
 			lines = append(lines, "HBR may or may not have started this job, so it was not resubmitted. Check the clients in the HBR console before trying again. ("+unknownReason(b.Error)+")")
-		} else {
+		default:
 			lines = append(lines, fmt.Sprintf("UpgradeBackupClients refused the batch: %s %s", code(b.Error.Code), esc(hbrbot.Excerpt(b.Error.Message, 200))))
 		}
+	}
+	if b.VerifyFailure != "" {
+		lines = append(lines, unverifiedLine(b))
 	}
 	codes := map[string]bool{}
 	hinted := false
@@ -383,6 +406,11 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		for _, o := range outcomes {
 			switch {
 			case o.Kind != g.kind:
+			case o.Unverified:
+				coded = append(coded, fmt.Sprintf("• %s %s%s · _unverified_", code(o.ID), codeText(o.Code), versionNote(o)))
+				codes[o.Code] = o.Code != ""
+			case o.HBRCode != "":
+				coded = append(coded, fmt.Sprintf("• %s %s, though HBR's Result said %s", code(o.ID), esc(o.After), code(o.HBRCode)))
 			case o.Kind == hbrbot.OutcomeStillOld:
 				coded = append(coded, fmt.Sprintf("• %s %s → %s, latest %s", code(o.ID), esc(o.Before), esc(o.After), esc(o.Latest)))
 				codes[o.Code] = true
@@ -406,9 +434,6 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 			continue
 		}
 		lines = append(lines, idList(ids)...)
-	}
-	if b.VerifyFailure != "" {
-		lines = append(lines, ":grey_question: Versions not verified: could not look the clients up after the job"+lookupText(b.VerifyFailure, false)+".")
 	}
 	blocks := sections(lines, blockLimit-1)
 	if retry := hbrbot.RetryTargetsOf(outcomes); retry.Len() > 0 && !b.DryRun {
@@ -497,10 +522,27 @@ func finalText(b hbrbot.BatchStatus) string {
 	case hbrbot.JobTimedOut:
 		return fmt.Sprintf("timed out (no end %s after it started)", b.Deadline.Sub(b.Started).Round(time.Second))
 	}
+	if b.Error != nil && b.Error.Unknown && b.Verified() {
+		return "answer lost, verified"
+	}
 	if b.Error != nil && b.Error.Unknown {
 		return "outcome unknown"
 	}
 	return "not started"
+}
+
+// answerLostLine says that HBR's answer to a submission was lost, and
+// how the outcomes were found instead.
+func answerLostLine(b hbrbot.Batch) string {
+	return "HBR's answer to UpgradeBackupClients was lost (" + unknownReason(b.Error) +
+		"), so the job was never resubmitted. Every ID below was verified with DescribeBackupClients once the job must have ended."
+}
+
+// unverifiedLine says that the look-up after the job failed, and that the
+// IDs marked unverified are HBR's word.
+func unverifiedLine(b hbrbot.Batch) string {
+	return ":grey_question: *Not verified*: the clients could not be looked up after the job" + lookupText(b.VerifyFailure, false) +
+		", even after retries. IDs marked _unverified_ are as HBR's Result and the job's status say: check them in the HBR console."
 }
 
 // unknownReason says why a submission's fate is unknown.

@@ -66,6 +66,8 @@ func mixedBatch() hbrbot.Batch {
 			after = "2.4.0"
 		case i == 7:
 			after = "2.4.0" // HBR says done; the client says otherwise
+		case i == 9:
+			r.ClientStatus, r.ErrorCode = "UPGRADE_FAILED", "UPGRADE_FAILED" // the client says done
 		}
 		b.Results = append(b.Results, r)
 		b.Before = append(b.Before, hbrbot.ClientInfo{InstanceID: id, Version: "2.4.0", MaxVersion: "2.5.1", Status: "ACTIVATED"})

@@ -106,12 +106,24 @@ func (s *Server) upgradeBackupClientsLocked(req *request) reply {
 		}
 	}
 
+	s.registerTargetsLocked(targets)
 	j := s.createJobLocked(ActionUpgradeBackupClients, req, instIDs, clientIDs, targets)
 	return reply{status: http.StatusOK, body: upgradeResponse{
 		envelope:         okEnvelope(req.requestID),
 		TaskId:           j.TaskID,
 		InstanceStatuses: statuses,
 	}}
+}
+
+// registerTargetsLocked registers, with the defaults, every target of a
+// new upgrade job the registry does not know yet.
+func (s *Server) registerTargetsLocked(targets []Target) {
+	for _, t := range targets {
+		if _, ok := s.instances[t.InstanceID]; !ok {
+			s.setInstanceLocked(t.InstanceID, Instance{ClientID: t.ClientID, Name: "ecs-" + strings.TrimPrefix(t.InstanceID, "i-"),
+				Version: DefaultVersion, MaxVersion: DefaultMaxVersion, Status: StatusActivated, OsType: "linux"})
+		}
+	}
 }
 
 func checkCrossAccount(req *request) *apiError {

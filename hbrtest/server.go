@@ -45,7 +45,10 @@
 //     unless StaysOld.
 //   - DescribeBackupClients lists registered instances in registration
 //     order, minus InstanceNotExists ones; InstanceIds and ClientIds filters
-//     are ANDed; unregistered IDs are simply absent.
+//     are ANDed; unregistered IDs are simply absent. An unregistered ID
+//     accepted into an upgrade job is registered then, with the defaults
+//     (HBR upgrades only clients it knows), so the look-up after the job
+//     lists it.
 package hbrtest
 
 import (
@@ -342,6 +345,12 @@ func (s *Server) SetInstance(id string, inst Instance) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.setInstanceLocked(id, inst)
+}
+
+// setInstanceLocked is SetInstance's registration, defaults filled in.
+// Caller holds s.mu.
+func (s *Server) setInstanceLocked(id string, inst Instance) {
 	if old, ok := s.instances[id]; ok {
 		delete(s.byClient, old.ClientID)
 	} else {

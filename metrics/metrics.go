@@ -23,6 +23,7 @@ type Metrics struct {
 	redisErrors  prometheus.Counter
 	socketUp     prometheus.Gauge
 	workInFlight prometheus.Gauge
+	durable
 }
 
 // New registers the collectors on reg.
@@ -55,6 +56,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.commands, m.refused, m.clicks, m.hbrCalls, m.hbrLatency, m.jobs, m.jobDuration, m.reportLag,
 		m.slackCalls, m.redisErrors, m.socketUp, m.workInFlight)
+	m.registerDurable(reg)
 	return m
 }
 

@@ -207,8 +207,8 @@ func decodeRequest(id string, vals map[string]string) (hbrbot.Request, error) {
 // still stands as the change expects. It holds no rule of its own: what
 // changes is worked out in Go (package upgrade); this only makes the
 // check, the request's fields, the schedule and the new batches one step.
-// KEYS: the request, the schedule, then the batches' keys in the order of
-// the change's values. ARGV[1]: the change, as JSON (requestChange).
+// KEYS: the request, the schedule, the in-flight index, then the batches'
+// keys in the order of the change's values. ARGV[1]: the change, as JSON (requestChange).
 var changeScript = redis.NewScript(`
 local c = cjson.decode(ARGV[1])
 local cur = redis.call('HMGET', KEYS[1], 'state', 'approvals')
@@ -217,7 +217,8 @@ if cur[1] ~= c.expect_state or (cur[2] or '') ~= c.expect_approvals then return 
 redis.call('HSET', KEYS[1], unpack(c.fields))
 for _, m in ipairs(c.unschedule) do redis.call('ZREM', KEYS[2], m) end
 for _, d in ipairs(c.schedule) do redis.call('ZADD', KEYS[2], d.at, d.member) end
-for i, v in ipairs(c.values) do redis.call('SET', KEYS[2 + i], v, 'NX', 'PX', c.ttl_ms) end
+for i, v in ipairs(c.values) do redis.call('SET', KEYS[3 + i], v, 'NX', 'PX', c.ttl_ms) end
+for _, f in ipairs(c.inflight) do redis.call('HSETNX', KEYS[3], f[1], f[2]) end
 return 'ok'
 `)
 
@@ -228,7 +229,8 @@ type requestChange struct {
 	Fields          []string      `json:"fields"` // field, value, ...
 	Unschedule      []string      `json:"unschedule"`
 	Schedule        []scheduleArg `json:"schedule"`
-	Values          []string      `json:"values"` // of the keys after the schedule
+	Values          []string      `json:"values"`   // of the keys after the index
+	Inflight        [][2]string   `json:"inflight"` // batch key, index entry
 	TTLMS           int64         `json:"ttl_ms"`
 }
 
@@ -249,7 +251,7 @@ func (s *Store) ChangeRequest(ctx context.Context, id string, ch hbrbot.RequestC
 	arg := requestChange{
 		ExpectState: string(ch.Expect.State), ExpectApprovals: strings.Join(ch.Expect.Approvals, ","),
 		Fields:     []string{"state", string(ch.State), "approvals", strings.Join(ch.Approvals, ",")},
-		Unschedule: []string{}, Schedule: []scheduleArg{}, Values: []string{},
+		Unschedule: []string{}, Schedule: []scheduleArg{}, Values: []string{}, Inflight: [][2]string{},
 		TTLMS: batchTTL.Milliseconds(),
 	}
 	if ch.DecidedBy != "" || !ch.DecidedAt.IsZero() {
@@ -264,12 +266,17 @@ func (s *Store) ChangeRequest(ctx context.Context, id string, ch hbrbot.RequestC
 	for _, d := range ch.Schedule {
 		arg.Schedule = append(arg.Schedule, scheduleArg{At: d.At.UnixMilli(), Member: member(d.Work)})
 	}
-	keys := []string{keyRequest(id), keyDue}
+	keys := []string{keyRequest(id), keyDue, keyInflight}
 	for _, b := range ch.Batches {
 		status, spec, err := encodeBatch(b)
 		if err != nil {
 			return fmt.Errorf("change request %s: %w", id, err)
 		}
+		idx, err := inflightDoc(b)
+		if err != nil {
+			return fmt.Errorf("change request %s: %w", id, err)
+		}
+		arg.Inflight = append(arg.Inflight, [2]string{b.Key(), idx})
 		keys = append(keys, keyBatch(b.Key()), keyBatchSpec(b.Key()))
 		arg.Values = append(arg.Values, string(status), string(spec))
 	}
@@ -443,7 +450,7 @@ func (s *Store) requestBatches(ctx context.Context, id string, withSpecs bool) (
 func member(w hbrbot.Work) string { return string(w.Kind) + ":" + w.ID }
 
 func parseMember(m string) (hbrbot.Work, bool) {
-	for _, k := range []hbrbot.WorkKind{hbrbot.WorkBatch, hbrbot.WorkExpiry, hbrbot.WorkCardSync, hbrbot.WorkProgress} {
+	for _, k := range []hbrbot.WorkKind{hbrbot.WorkBatch, hbrbot.WorkExpiry, hbrbot.WorkCardSync, hbrbot.WorkProgress, hbrbot.WorkCommand, hbrbot.WorkClick} {
 		p := string(k) + ":"
 		if len(m) > len(p) && m[:len(p)] == p {
 			return hbrbot.Work{Kind: k, ID: m[len(p):]}, true
@@ -503,13 +510,16 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return fromMS(zs[0].Score), true, nil
 }
 
-// fencedSetScript writes KEYS[2] (when given) and aligns KEYS[3]'s expiry
+// fencedSetScript writes KEYS[2] (when given; -1 when it is gone: a
+// batch is created whole by the approval, never by a save, so a missing
+// key is lost state, not something to write anew) and aligns KEYS[3]'s expiry
 // with it (when given), and reschedules or removes the item, only while
 // the lease holds.
 var fencedSetScript = redis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not s or tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
 if KEYS[2] then
+  if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 end
 if KEYS[3] then
@@ -536,7 +546,12 @@ func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchSta
 	if next.Kind == hbrbot.NextEnd {
 		ttl = Retention
 	}
-	return s.fencedSet(ctx, l, next, ttl, keyBatch(b.Key()), string(status), keyBatchSpec(b.Key()))
+	after, err := s.fencedSet(ctx, l, next, ttl, keyBatch(b.Key()), string(status), keyBatchSpec(b.Key()))
+	if err == nil && next.Kind == hbrbot.NextEnd {
+		// Best effort: a stale entry is read only if the batch goes missing.
+		_ = s.ForgetInflight(ctx, b.Key())
+	}
+	return after, err
 }
 
 // Reschedule does with a leased item what next says.
@@ -573,6 +588,9 @@ func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, next hbrbot.Next,
 	}
 	if got == 0 {
 		return l, fmt.Errorf("save %s: %w", member(l.Work), hbrbot.ErrLeaseLost)
+	}
+	if got == -1 {
+		return l, fmt.Errorf("save %s: the batch is gone: %w", member(l.Work), hbrbot.ErrNotFound)
 	}
 	return after, nil
 }

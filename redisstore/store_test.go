@@ -1244,7 +1244,7 @@ func TestKeysSharePrefixAndHashTag(t *testing.T) {
 	}
 	slices.Sort(keys)
 	want := []string{Prefix + "batch:keys.0", Prefix + "bspec:keys.0", Prefix + "chan:C0001", Prefix + "chan:C0002", Prefix + "due",
-		Prefix + "env:env-keys", Prefix + "pending:U0001", Prefix + "req:keys", Prefix + "req:keys-2"}
+		Prefix + "env:env-keys", Prefix + "inflight", Prefix + "pending:U0001", Prefix + "req:keys", Prefix + "req:keys-2"}
 	if !slices.Equal(keys, want) {
 		t.Errorf("keys = %q, want %q", keys, want)
 	}

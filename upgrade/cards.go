@@ -17,6 +17,7 @@ func (in *Intake) Expire(ctx, _ context.Context, l hbrbot.Lease) error {
 	})
 	switch {
 	case errors.Is(err, hbrbot.ErrNotFound):
+		in.lostRequest(ctx, l)
 	case err != nil:
 		return err
 	case changed:
@@ -31,6 +32,7 @@ func (in *Intake) Expire(ctx, _ context.Context, l hbrbot.Lease) error {
 func (in *Intake) SyncCard(ctx, _ context.Context, l hbrbot.Lease) error {
 	r, err := in.store.Request(ctx, l.Work.ID)
 	if errors.Is(err, hbrbot.ErrNotFound) {
+		in.lostRequest(ctx, l)
 		return in.store.Reschedule(ctx, l, hbrbot.End())
 	}
 	if err != nil {
@@ -48,4 +50,15 @@ func (in *Intake) SyncCard(ctx, _ context.Context, l hbrbot.Lease) error {
 		}
 	}
 	return in.store.Reschedule(ctx, l, hbrbot.End())
+}
+
+// lostRequest reports a request missing from Redis while its work is
+// scheduled: an error, a metric and an audit record, never a silent drop.
+// Its batches, if any, report in their threads from the in-flight index.
+func (in *Intake) lostRequest(ctx context.Context, l hbrbot.Lease) {
+	in.obs.StateLost("request")
+	in.log.ErrorContext(ctx, "request state lost from Redis while scheduled (evicted or deleted?)",
+		"request", l.Work.ID, "work", l.Work.Kind)
+	in.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditStateLost, RequestID: l.Work.ID, Actor: "hbrbot",
+		Fields: map[string]string{"missing": "request", "work": string(l.Work.Kind)}})
 }

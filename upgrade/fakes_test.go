@@ -201,6 +201,16 @@ func (c *fakeChat) FindReply(_ context.Context, channel, threadTS, key string, k
 	return ts, ok, nil
 }
 
+func (c *fakeChat) FindTable(_ context.Context, b hbrbot.Batch) (bool, error) {
+	_, err := c.record(chatCall{Method: "FindTable", Key: b.Key()})
+	return false, err
+}
+
+func (c *fakeChat) PostLost(_ context.Context, idx hbrbot.BatchIndex) error {
+	_, err := c.record(chatCall{Method: "PostLost", Key: idx.Key()})
+	return err
+}
+
 func (c *fakeChat) PostProgress(_ context.Context, r hbrbot.Request, batches []hbrbot.BatchStatus) (string, error) {
 	return c.post(chatCall{Method: "PostProgress", Request: r, Statuses: batches}, 1700000001)
 }
@@ -419,6 +429,8 @@ type fakeObserver struct {
 	finished []string
 	redis    chan struct{}
 }
+
+func (o *fakeObserver) StateLost(string) {}
 
 func (o *fakeObserver) CommandRefused(rule string) {
 	o.mu.Lock()

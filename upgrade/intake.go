@@ -312,6 +312,11 @@ func (in *Intake) Click(ctx context.Context, c Click) Notice {
 	if n, first := in.firstDelivery(ctx, c.EnvelopeID); !first {
 		return n
 	}
+	return in.decideClick(ctx, c)
+}
+
+// decideClick is Click once the envelope is known to be new.
+func (in *Intake) decideClick(ctx context.Context, c Click) Notice {
 	if c.Action == ActRetry {
 		return in.retry(ctx, c)
 	}

@@ -19,6 +19,9 @@ type jobStore interface {
 	SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error)
 	Reschedule(ctx context.Context, l hbrbot.Lease, next hbrbot.Next) error
 	Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error
+	lostStore
+	SaveAnswer(ctx context.Context, batchKey string, sub hbrbot.Submission) error
+	Answer(ctx context.Context, batchKey string) (hbrbot.Submission, bool, error)
 }
 
 // Reporter posts a batch's thread replies.
@@ -31,6 +34,9 @@ type Reporter interface {
 	UploadTable(ctx context.Context, b hbrbot.Batch) error
 	// NeedsTable says whether b's final report comes with a table file.
 	NeedsTable(b hbrbot.Batch) bool
+	LostReporter
+	// FindTable looks for b's table file in its thread.
+	FindTable(ctx context.Context, b hbrbot.Batch) (bool, error)
 	replyFinder
 }
 
@@ -56,17 +62,22 @@ type Jobs struct {
 	store    jobStore
 	hbr      HBR
 	reporter Reporter
-	progress progressNotes
-	audit    auditor
-	kick     func()
-	poll     pollPolicy
-	opts     Options
-	log      *slog.Logger
-	now      func() time.Time
+	// lostReporter tells a thread its batch's state is gone.
+	lostReporter LostReporter
+	progress     progressNotes
+	audit        auditor
+	kick         func()
+	poll         pollPolicy
+	// verifyBackoff is the first wait between verification look-ups
+	// (default 500ms).
+	verifyBackoff time.Duration
+	opts          Options
+	log           *slog.Logger
+	now           func() time.Time
 }
 
 func newJobs(store jobStore, h HBR, r Reporter, p progressNotes, aud auditor, kick func(), o Options) *Jobs {
-	return &Jobs{store: store, hbr: h, reporter: r, progress: p, audit: aud, kick: kick,
+	return &Jobs{store: store, hbr: h, reporter: r, lostReporter: r, progress: p, audit: aud, kick: kick,
 		poll: pollPolicy{interval: o.PollInterval, adaptive: o.Adaptive, min: o.MinPollInterval, max: o.MaxPollInterval},
 		opts: o, log: o.Logger, now: o.Now}
 }
@@ -80,7 +91,10 @@ type batchRun struct {
 	spec      *hbrbot.BatchSpec // read when a step needs the IDs
 	attempted map[hbrbot.ReportKind]bool
 	submitter bool
-	log       *slog.Logger
+	// answered: this holder has HBR's answer to its submission, whose
+	// save is retried while the lease holds.
+	answered bool
+	log      *slog.Logger
 }
 
 // batch is the run's status with its spec, read once.
@@ -90,7 +104,7 @@ func (j *Jobs) batch(ctx context.Context, run *batchRun) (hbrbot.Batch, error) {
 		if errors.Is(err, hbrbot.ErrNotFound) {
 			// Written with the status and expiring with it: its absence is
 			// damage to report, not a batch that ended.
-			return hbrbot.Batch{}, fmt.Errorf("batch %s has a status but no spec", run.status.Key())
+			return hbrbot.Batch{}, fmt.Errorf("batch %s has a status but no spec: %w", run.status.Key(), errStateLost)
 		}
 		if err != nil {
 			return hbrbot.Batch{}, err
@@ -130,7 +144,7 @@ var steps = map[hbrbot.BatchState]stepFunc{
 func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 	st, err := j.store.BatchStatus(ctx, l.Work.ID)
 	if errors.Is(err, hbrbot.ErrNotFound) {
-		return j.store.Reschedule(ctx, l, hbrbot.End())
+		return j.lostBatch(ctx, l, "batch")
 	}
 	if err != nil {
 		return err
@@ -146,14 +160,18 @@ func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 			return fmt.Errorf("batch %s: unknown state %q", run.status.Key(), run.status.State)
 		}
 		next, err := step(j, ctx, run)
+		if errors.Is(err, errStateLost) {
+			return j.lostBatch(ctx, run.lease, "spec")
+		}
 		if err != nil {
 			return err
 		}
 		// Saved whatever time the step left ctx: a submission's answer
 		// must be kept.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
-		run.lease, err = j.store.SaveBatch(sctx, run.lease, run.status, next)
-		cancel()
+		run.lease, err = j.save(ctx, run, next)
+		if errors.Is(err, hbrbot.ErrNotFound) {
+			return j.lostBatch(ctx, run.lease, "batch")
+		}
 		if err != nil || next.Kind == hbrbot.NextDue || next.Kind == hbrbot.NextEnd {
 			return err
 		}
@@ -165,37 +183,12 @@ func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 // (rightly) report its outcome unknown.
 func (j *Jobs) pending(_ context.Context, run *batchRun) (hbrbot.Next, error) {
 	run.status.State, run.submitter = hbrbot.BatchSubmitting, true
+	run.status.SubmitAt = j.now()
 	until := j.now().Add(j.opts.SubmitTimeout + 2*time.Second)
 	if until.Before(run.lease.Until) {
 		return hbrbot.Hold(), nil
 	}
 	return hbrbot.HoldUntil(until), nil
-}
-
-// submitting calls UpgradeBackupClients, when this holder marked the batch
-// submitting itself. Found so by anyone else, the holder before lost its
-// lease mid-call: HBR may or may not have started a job, so the outcome is
-// unknown, and the batch is never submitted again.
-func (j *Jobs) submitting(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
-	if !run.submitter {
-		run.log.ErrorContext(ctx, "found a submission interrupted; its outcome is unknown")
-		run.status.State, run.status.Final = hbrbot.BatchFinished, hbrbot.JobNotStarted
-		run.status.Error = &hbrbot.SubmissionError{Unknown: true, Interrupted: true}
-		return hbrbot.Hold(), nil
-	}
-	b, err := j.batch(ctx, run)
-	if err != nil {
-		return hbrbot.Next{}, err
-	}
-	deadline := run.lease.Until.Add(-time.Second)
-	if d := j.now().Add(j.opts.SubmitTimeout); d.Before(deadline) {
-		deadline = d
-	}
-	subCtx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-	defer cancel()
-	run.status = j.submit(subCtx, b, run.log)
-	// Due at once, so the reports go out under a fresh lease.
-	return hbrbot.DueAt(j.now()), nil
 }
 
 // running reports the job's start, then polls it until it ends.
@@ -293,16 +286,28 @@ func (j *Jobs) reply(ctx context.Context, run *batchRun, kind hbrbot.ReportKind)
 	return hbrbot.Hold(), false, nil
 }
 
-// uploadTable shares a large job's full table once it is reported. Files
-// carry no metadata to look for, so a replica that died between the upload
-// and marking it may upload it again: at least once, unlike the reports.
+// uploadTable shares a large job's full table once it is reported:
+// marked attempted before the upload, like a reply; a holder that finds
+// it attempted by another looks for the file in the thread (its name
+// names the batch) and uploads only when it is not there.
 func (j *Jobs) uploadTable(ctx context.Context, run *batchRun, b hbrbot.Batch) (hbrbot.Next, bool, error) {
 	switch run.status.Reported[hbrbot.ReportTable] {
 	case hbrbot.ReportPosted:
 		return hbrbot.Next{}, true, nil
 	case "":
-		run.status.Reported[hbrbot.ReportTable] = hbrbot.ReportAttempted
+		run.status.Reported[hbrbot.ReportTable], run.attempted[hbrbot.ReportTable] = hbrbot.ReportAttempted, true
 		return hbrbot.Hold(), false, nil
+	}
+	if !run.attempted[hbrbot.ReportTable] {
+		found, err := j.reporter.FindTable(ctx, b)
+		if err != nil {
+			return hbrbot.Next{}, false, fmt.Errorf("look for table of %s: %w", b.Key(), err)
+		}
+		if found {
+			run.status.Reported[hbrbot.ReportTable] = hbrbot.ReportPosted
+			return hbrbot.Hold(), false, nil
+		}
+		run.attempted[hbrbot.ReportTable] = true
 	}
 	if err := j.reporter.UploadTable(ctx, b); err != nil {
 		return hbrbot.Next{}, false, fmt.Errorf("upload table of %s: %w", b.Key(), err)

@@ -105,7 +105,7 @@ func TestJobLifecycle(t *testing.T) {
 	e.wantDue(hbrbot.Work{Kind: hbrbot.WorkProgress, ID: r.ID}, now)
 	recs := e.audit(hbrbot.AuditJobFinished)
 	if len(recs) != 1 || recs[0].Fields["final"] != "completed" || recs[0].Fields["polls"] != "2" ||
-		recs[0].Fields["upgraded"] != "44" || recs[0].Fields["failed"] != "1" {
+		recs[0].Fields["upgraded"] != "45" || recs[0].Fields["failed"] != "" {
 		t.Errorf("audit %+v", recs)
 	}
 	if !slices.Equal(e.obs.finished, []string{"completed"}) {
@@ -133,8 +133,8 @@ func TestJobSubmission(t *testing.T) {
 	}{
 		{"refused by HBR", submitAnswer{err: &hbrbot.HBRError{Action: "UpgradeBackupClients", Code: "InvalidParameter", Message: "bad ids", RequestID: "hbr-1"}},
 			hbrbot.JobNotStarted, &hbrbot.SubmissionError{Code: "InvalidParameter", Message: "bad ids"}, []hbrbot.ReportKind{hbrbot.ReportFinal}},
-		{"outcome unknown", submitAnswer{err: fmt.Errorf("upgrade: %w", hbrbot.ErrOutcomeUnknown)},
-			hbrbot.JobNotStarted, &hbrbot.SubmissionError{Unknown: true, Message: "upgrade: outcome unknown"}, []hbrbot.ReportKind{hbrbot.ReportFinal}},
+		// An unknown outcome is resolved by looking the IDs up later:
+		// TestTakeOver.
 		{"another error", submitAnswer{err: errors.New("tls: handshake failure")},
 			hbrbot.JobNotStarted, &hbrbot.SubmissionError{Code: "Error", Message: "tls: handshake failure"}, []hbrbot.ReportKind{hbrbot.ReportFinal}},
 		{"every ID invalid: nothing to wait for", submitAnswer{sub: hbrbot.Submission{TaskID: "t-9", Invalid: []hbrbot.InvalidTarget{
@@ -323,7 +323,7 @@ func TestJobPoll(t *testing.T) {
 			if calls := e.hbr.calls("DescribeTask"); len(calls) != 1 || calls[0].TaskID != "t-seeded" || calls[0].Region != region {
 				t.Errorf("polls %+v", calls)
 			}
-			if got := len(e.hbr.calls("DescribeBackupClients")) == 1; got != tc.verified {
+			if got := len(e.hbr.calls("DescribeBackupClients")) >= 1; got != tc.verified {
 				t.Errorf("verified %v, want %v", got, tc.verified)
 			}
 			if tc.state == hbrbot.BatchRunning {

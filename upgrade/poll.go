@@ -122,20 +122,48 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 	return hbrbot.Hold(), nil
 }
 
-// verify looks the batch's clients up again once the job ended, so the
-// report can say which now run the latest version (and flag any the job
-// called done that do not).
+// verifyAttempts is how often the look-up after a job is tried before
+// the report falls back to HBR's word, marked unverified.
+const verifyAttempts = 3
+
+// verify looks the batch's clients up again once the job ended: their
+// state decides every ID's outcome (Batch.Outcomes). A failed look-up is
+// tried again, with backoff, up to verifyAttempts times.
 func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot.Targets, log *slog.Logger) {
 	if b.DryRun {
 		return
 	}
-	after, err := j.hbr.DescribeBackupClients(ctx, b.Region, targets, b.CrossAccount)
-	if err != nil {
-		log.WarnContext(ctx, "verification look-up failed", "err", err)
-		b.VerifyFailure = lookupFailure(err)
-		return
+	wait := j.verifyBackoff
+	if wait <= 0 {
+		wait = 500 * time.Millisecond
 	}
-	b.After = after
+	var err error
+	for attempt := 1; ; attempt++ {
+		var after []hbrbot.ClientInfo
+		if after, err = j.hbr.DescribeBackupClients(ctx, b.Region, targets, b.CrossAccount); err == nil {
+			b.After, b.VerifyFailure, b.VerifiedAt = after, "", j.now()
+			return
+		}
+		if attempt == verifyAttempts || !sleepCtx(ctx, wait) {
+			break
+		}
+		log.WarnContext(ctx, "verification look-up failed; trying again", "err", err, "attempt", attempt)
+		wait *= 2
+	}
+	log.WarnContext(ctx, "verification look-up failed; the report says so per ID", "err", err)
+	b.VerifyFailure = lookupFailure(err)
+}
+
+// sleepCtx waits d, false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // pollPolicy says when to ask about a job again.

@@ -36,6 +36,8 @@ type Observer interface {
 	RedisError()
 	WorkStarted()
 	WorkDone()
+	// StateLost: scheduled work found its request or batch missing.
+	StateLost(kind string)
 }
 
 type noObserver struct{}
@@ -46,11 +48,13 @@ func (noObserver) JobFinished(string, time.Duration, time.Duration) {}
 func (noObserver) RedisError()                                      {}
 func (noObserver) WorkStarted()                                     {}
 func (noObserver) WorkDone()                                        {}
+func (noObserver) StateLost(string)                                 {}
 
 // Store is the shared state all replicas work from: the union of what
 // the parts use.
 type Store interface {
 	intakeStore
+	intakeItemStore
 	jobStore
 	progressStore
 	scheduleStore
@@ -154,6 +158,8 @@ func (o Options) withDefaults() Options {
 type Service struct {
 	*Intake
 	Scheduler *Scheduler
+	// Durable stores commands and clicks before their ack.
+	Durable *Durable
 }
 
 // New wires the three parts on one store and one chat. Scheduler.Run must
@@ -170,7 +176,10 @@ func New(store Store, flood Floodgate, h HBR, chat Chat, p Settings, o Options) 
 	sched.Handle(hbrbot.WorkProgress, progress.Show)
 	sched.Handle(hbrbot.WorkExpiry, intake.Expire)
 	sched.Handle(hbrbot.WorkCardSync, intake.SyncCard)
-	return &Service{Intake: intake, Scheduler: sched}
+	durable := newDurable(intake, store, o)
+	sched.Handle(hbrbot.WorkCommand, durable.Run)
+	sched.Handle(hbrbot.WorkClick, durable.Run)
+	return &Service{Intake: intake, Scheduler: sched, Durable: durable}
 }
 
 // storeTimeout bounds the Redis work behind one click or command, so that

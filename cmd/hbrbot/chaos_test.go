@@ -146,7 +146,7 @@ func TestChaosSoak(t *testing.T) {
 			approvedBatches++
 		}
 	}
-	var dupFinals, dupStarted, lost, unknown []string
+	var dupFinals, dupStarted, lost, unknown, resolved []string
 	for k := range approved {
 		switch n := len(finals[k]); {
 		case n == 0:
@@ -156,6 +156,9 @@ func TestChaosSoak(t *testing.T) {
 		}
 		if len(started[k]) > 1 {
 			dupStarted = append(dupStarted, k)
+		}
+		if len(finals[k]) > 0 && strings.Contains(text(finals[k][0]), "answer to UpgradeBackupClients was lost") {
+			resolved = append(resolved, k)
 		}
 		if len(finals[k]) > 0 && strings.Contains(text(finals[k][0]), "outcome unknown") {
 			unknown = append(unknown, k)
@@ -218,7 +221,7 @@ func TestChaosSoak(t *testing.T) {
 		}
 	}
 	unknownStarted := 0
-	for _, k := range unknown {
+	for _, k := range slices.Concat(unknown, resolved) {
 		report := text(finals[k][0]) // lists the batch's IDs
 		for _, id := range approved[k].ids {
 			if jobOf[id] && strings.Contains(report, "`"+id+"`") {
@@ -228,11 +231,12 @@ func TestChaosSoak(t *testing.T) {
 		}
 	}
 
+	dupFiles := s.duplicateFiles()
 	s.stopChildren()
 	elapsed := time.Since(began).Round(100 * time.Millisecond)
-	summary := fmt.Sprintf("soak: jobs=%d batches=%d reports=%d duplicates=%d lost=%d restarts=%d redis_restarts=%d unknown=%d elapsed=%s"+
+	summary := fmt.Sprintf("soak: jobs=%d batches=%d reports=%d duplicates=%d lost=%d restarts=%d redis_restarts=%d unknown=%d unknown_resolved=%d lost_commands=%d duplicate_files=%d elapsed=%s"+
 		" (seed=%d kills_planned=%d approved_batches=%d unknown_started_by_hbr=%d hbr_jobs=%d upgrade_calls=%d describe_calls=%d thread_lookups=%d duplicate_started=%d lost_commands=%d reclicks=%d)",
-		len(reqs), totalBatches, nFinals, len(dupFinals)+len(dupIDs), len(lost), s.restarts, redisRestarts, len(unknown), elapsed,
+		len(reqs), totalBatches, nFinals, len(dupFinals)+len(dupIDs), len(lost), s.restarts, redisRestarts, len(unknown), len(resolved), lostCommands, len(dupFiles), elapsed,
 		seed, *soakKills, approvedBatches, unknownStarted, len(s.hbr.Jobs()), len(s.hbr.Calls("UpgradeBackupClients")), len(s.hbr.Calls("DescribeTask")),
 		len(s.slack.Calls("conversations.replies")), len(dupStarted), lostCommands, reclicks)
 	t.Log(summary)
@@ -249,6 +253,15 @@ func TestChaosSoak(t *testing.T) {
 	}
 	if len(lost) > 0 {
 		t.Errorf("approved batches without a final report: %v", lost)
+	}
+	if len(unknown) > 0 {
+		t.Errorf("batches whose answer was lost, reported without verified outcomes: %v", unknown)
+	}
+	if len(dupFiles) > 0 {
+		t.Errorf("table files shared more than once: %v", dupFiles)
+	}
+	if lostCommands > 0 {
+		t.Errorf("%d acknowledged commands never got their card", lostCommands)
 	}
 	if len(dupStarted) > 0 {
 		t.Errorf("batches with more than one started reply: %v", dupStarted)
@@ -290,8 +303,11 @@ type child struct {
 
 func newSoak(t *testing.T, ctx context.Context) *soak {
 	h := newHarness(t, map[string]string{
-		"HBRBOT_POLL_INTERVAL":  "100ms",
-		"HBRBOT_LEASE":          "5s",
+		"HBRBOT_POLL_INTERVAL": "100ms",
+		"HBRBOT_LEASE":         "5s",
+		// A submission whose answer was lost is verified this long after it
+		// began (HBR's jobs end within 15 minutes; the fake's within seconds).
+		"HBRBOT_TASK_TIMEOUT":   "10s",
 		"HBRBOT_HBR_RATE_LIMIT": "6000",
 		// One test user sends every command: the flood limits have their own test.
 		"HBRBOT_USER_COMMANDS": "10000", "HBRBOT_CHANNEL_COMMANDS": "10000", "HBRBOT_USER_PENDING": "10000",
@@ -493,14 +509,23 @@ func planChaos(rng *rand.Rand, kills, batches int) []chaosEvent {
 		if action == "redis" {
 			f = 0.1 + 0.4*rng.Float64() // early enough to happen mid-stream
 		}
-		ps = append(ps, planned{chaosEvent{action: action, on: []string{"upgrade", "started", "final"}[rng.IntN(3)]}, f})
+		on := []string{"upgrade", "started", "final", "ack", "upload"}[rng.IntN(5)]
+		if action == "redis" {
+			on = []string{"upgrade", "started", "final"}[rng.IntN(3)]
+		}
+		ps = append(ps, planned{chaosEvent{action: action, on: on}, f})
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].f < ps[j].f })
 	var out []chaosEvent
 	for _, p := range ps {
 		expect := float64(batches)
-		if p.on == "started" {
+		switch p.on {
+		case "started":
 			expect *= 0.85 // refused batches have none
+		case "ack":
+			expect *= 0.85 // one a command
+		case "upload":
+			expect *= 0.2 // only jobs of over 40 IDs have a table
 		}
 		p.at = max(1, int(p.f*expect))
 		out = append(out, p.chaosEvent)
@@ -510,12 +535,58 @@ func planChaos(rng *rand.Rand, kills, batches int) []chaosEvent {
 
 // awaitEvent waits for ev's trigger.
 func (s *soak) awaitEvent(ctx context.Context, ev chaosEvent) error {
-	if ev.on == "upgrade" {
+	switch ev.on {
+	case "upgrade":
 		_, err := s.hbr.WaitCalls(ctx, "UpgradeBackupClients", ev.at)
 		return err
+	case "upload": // mid-upload: the URL is given, the file not yet shared
+		_, err := s.slack.WaitCalls(ctx, "files.getUploadURLExternal", ev.at, nil)
+		return err
+	case "ack": // a command stored and acked, its card not yet posted
+		return s.awaitCommandAcks(ctx, ev.at)
 	}
 	_, err := s.slack.WaitCalls(ctx, "chat.postMessage", ev.at, isReport(ev.on))
 	return err
+}
+
+// awaitCommandAcks waits until n commands have been acked as stored.
+// The fake has no event for acks by content, so it polls its record.
+func (s *soak) awaitCommandAcks(ctx context.Context, n int) error {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		got := 0
+		for _, a := range s.slack.Acks() {
+			if strings.Contains(string(a.Payload), "Recorded.") {
+				got++
+			}
+		}
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// duplicateFiles counts table files shared more than once (by name: it
+// names the batch).
+func (s *soak) duplicateFiles() []string {
+	seen := map[string]int{}
+	for _, f := range s.slack.Files() {
+		seen[f.Name]++
+	}
+	var dups []string
+	for name, n := range seen {
+		if n > 1 {
+			dups = append(dups, fmt.Sprintf("%s×%d", name, n))
+		}
+	}
+	sort.Strings(dups)
+	return dups
 }
 
 // drive sends the commands one by one, approves each card (some twice,
@@ -549,7 +620,9 @@ func (s *soak) drive(reqs []*replicaRequest, quiet *sync.Mutex) (lostCommands in
 			s.slack.Redeliver(env)
 		}
 		first := "`" + r.ids[0] + "`"
-		cctx, cancel := context.WithTimeout(s.ctx, 6*time.Second) // > Slack redelivering an unacked envelope (3s)
+		// > Slack redelivering an unacked envelope (3s), and a lease: a
+		// replica killed after its ack leaves the command to another.
+		cctx, cancel := context.WithTimeout(s.ctx, 20*time.Second)
 		_, err := s.slack.WaitCall(cctx, "chat.postMessage", func(c slacktest.Call) bool {
 			return isCard(c) && strings.Contains(c.Form.Get("blocks"), first)
 		})

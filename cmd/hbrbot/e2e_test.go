@@ -427,9 +427,9 @@ func TestStatus(t *testing.T) {
 	h.awaitTold(approver, "/archives/"+channel+"/p")
 }
 
-// TestRedisDown: with Redis unreachable a command is still acked and the
-// caller is told, privately, that nothing was done; when Redis is back the
-// bot works again by itself.
+// TestRedisDown: with Redis unreachable a command is still acked, and the
+// ack itself says that nothing was done and why (it could not be stored);
+// when Redis is back the bot works again by itself.
 func TestRedisDown(t *testing.T) {
 	h := newHarness(t, nil)
 	h.redis = redistest.StartOwn(t) // stopped and restarted below
@@ -437,8 +437,9 @@ func TestRedisDown(t *testing.T) {
 	h.start()
 	h.redis.Stop()
 	env := h.command(requester, "i-aaa")
-	h.ackPayload(env)
-	h.awaitTold(requester, "temporarily unavailable")
+	if ack := h.ackPayload(env); !strings.Contains(ack, "Nothing was done") {
+		t.Errorf("ack %s, want it to say nothing was done", ack)
+	}
 	if n := len(h.slack.Calls("chat.postMessage")); n != 0 {
 		t.Errorf("%d messages posted while Redis was down", n)
 	}
@@ -542,16 +543,18 @@ func TestHBRThrottling(t *testing.T) {
 }
 
 // TestUpgradeOutcomeUnknown: an UpgradeBackupClients call that times out
-// after HBR received it is reported as outcome unknown, never resubmitted.
+// after HBR received it is never resubmitted: once HBRBOT_TASK_TIMEOUT has
+// passed, its IDs are verified and reported, saying HBR's answer was lost.
 func TestUpgradeOutcomeUnknown(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, map[string]string{"HBRBOT_TASK_TIMEOUT": "2s"})
 	h.hbr.HangNext("UpgradeBackupClients", 1, 20*time.Second)
 	h.start()
 	h.command(requester, "i-aaa")
 	card := h.awaitCard(1)
 	h.click(approver, card, "hbr_upgrade_approve")
 	final := text(h.awaitReports(card, "final", 1)[0])
-	if !strings.Contains(final, "outcome unknown") || !strings.Contains(final, "not resubmitted") {
+	if !strings.Contains(final, "answer to UpgradeBackupClients was lost") || !strings.Contains(final, "never resubmitted") ||
+		!strings.Contains(final, "1 not upgraded") {
 		t.Errorf("final report:\n%s", final)
 	}
 	h.awaitUnscheduled()

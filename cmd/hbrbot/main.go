@@ -135,6 +135,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		ProgressBudget: redisstore.NewRateLimiter(rdb, "slack-progress", 30, log),
 	})
 	slackBot := bot.New(api, svc, messenger, trust, log, met)
+	wireDurableIntake(slackBot, svc)
 
 	httpHandler := health.Handler(reg,
 		health.Check{Name: "slack", Fn: func(context.Context) error {

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -262,5 +263,26 @@ func StartCluster(t testing.TB) *Cluster {
 			t.Fatalf("cluster did not become ok: %v", ctx.Err())
 		case <-tick.C:
 		}
+	}
+}
+
+// Pause stops a real server with SIGSTOP: connections stay open and
+// commands hang, as with a Redis stalled by a fork or a slow disk. Resume
+// lets it go on.
+func (s *Server) Pause() {
+	s.t.Helper()
+	if s.cmd == nil || s.cmd.Process == nil {
+		s.t.Skip("redistest: Pause needs a real redis-server (StartOwn)")
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		s.t.Fatalf("pause redis-server: %v", err)
+	}
+}
+
+// Resume undoes Pause (SIGCONT).
+func (s *Server) Resume() {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		s.t.Fatalf("resume redis-server: %v", err)
 	}
 }
