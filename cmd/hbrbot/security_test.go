@@ -283,6 +283,7 @@ func TestSentinelPasswordStaysOut(t *testing.T) {
 // told when to try again, and another user's card and look-up go through.
 func TestFloodFromOneUser(t *testing.T) {
 	h := newHarness(t, map[string]string{"HBRBOT_USER_COMMANDS": "3", "HBRBOT_USER_PENDING": "50"})
+	h.hbr.SetInstance("i-calm1", hbrtest.Instance{})
 	h.start()
 	for i := range 8 {
 		h.command(requester, "i-flood"+string(rune('a'+i)))
@@ -292,7 +293,7 @@ func TestFloodFromOneUser(t *testing.T) {
 	if _, err := h.slack.WaitCall(h.ctx(), "chat.postMessage", func(c slacktest.Call) bool {
 		return c.Form.Get("thread_ts") == "" && strings.Contains(c.Form.Get("blocks"), "i-calm1") && strings.Contains(c.Form.Get("blocks"), "Will upgrade")
 	}); err != nil {
-		t.Fatalf("the other user's card, with its look-up, never came: %v", err)
+		t.Fatalf("the other user's card, with its look-up, never came: %v\nlogs:\n%s", err, h.logs)
 	}
 	// Wait for every command to be answered: refused ones by their notice.
 	if _, err := h.slack.WaitCalls(h.ctx(), "response_url", 5, func(c slacktest.Call) bool {
