@@ -18,8 +18,10 @@ import (
 // waitFor bounds every await: far above what the tests need.
 const waitFor = 60 * time.Second
 
-// startDemo starts a demo with quick jobs on a free loopback port.
-func startDemo(t *testing.T, job time.Duration) *Demo {
+// startDemo starts a demo whose jobs take job, polled every poll, on a
+// free loopback port. (The bot's HBR rate limit, 300 calls a minute, caps
+// the polls at 5 a second.)
+func startDemo(t *testing.T, job, poll time.Duration) *Demo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -29,7 +31,7 @@ func startDemo(t *testing.T, job time.Duration) *Demo {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logs.Close() })
-	d, err := Start(ctx, Options{Addr: "127.0.0.1:0", JobDuration: job, PollInterval: 100 * time.Millisecond, Logs: logs})
+	d, err := Start(ctx, Options{Addr: "127.0.0.1:0", JobDuration: job, PollInterval: poll, Logs: logs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func isReport(kind string) func(slacktest.Message) bool {
 // Mallory's approval is refused (told to her alone), Bob approves, and
 // the final report, with its failures, shows in the card's thread.
 func TestDemoFlow(t *testing.T) {
-	d := startDemo(t, 1500*time.Millisecond)
+	d := startDemo(t, time.Second, 200*time.Millisecond)
 	ctx := testCtx(t)
 	if code, body := postForm(t, d, "/api/command", url.Values{"as": {alice}, "text": {fleetCommand()}}); code != http.StatusOK {
 		t.Fatalf("command: %d %s", code, body)
@@ -164,7 +166,7 @@ func TestDemoFlow(t *testing.T) {
 // TestPageGuards: the API answers only the page itself on a loopback
 // name, for the demo's users, with a known command.
 func TestPageGuards(t *testing.T) {
-	d := startDemo(t, time.Second)
+	d := startDemo(t, time.Second, 200*time.Millisecond)
 	if code, _ := postForm(t, d, "/api/command", url.Values{"as": {"U0EVE"}, "text": {"help"}}); code != http.StatusBadRequest {
 		t.Errorf("an unknown user: %d", code)
 	}
