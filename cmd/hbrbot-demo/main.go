@@ -52,6 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if _, err := os.Stat(".env"); err == nil {
+		fmt.Fprintln(stderr, "hbrbot-demo: warning: ./.env supplies the bot's settings the demo leaves unset (REDIS_URL among them); run the demo elsewhere to keep them out")
+	}
 	o.Logs = stderr
 	if *verbose {
 		o.LogLevel = "info"
