@@ -446,6 +446,27 @@ func (s *Server) Messages(channel string) []Message {
 	return out
 }
 
+// WaitMessage blocks until a message of channel (thread replies, ephemeral
+// and deleted ones included) matches match, as it is then, and returns it.
+// A message that changes (chat.update, replace_original) is looked at
+// again after each change.
+func (s *Server) WaitMessage(ctx context.Context, channel string, match func(Message) bool) (Message, error) {
+	var got Message
+	err := s.wait(ctx, func() bool {
+		for _, m := range s.messages {
+			if m.Channel == channel && match(copyMessage(m)) {
+				got = copyMessage(m)
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return Message{}, fmt.Errorf("waiting for a message in %s: %w", channel, err)
+	}
+	return got, nil
+}
+
 func copyMessage(m *Message) Message {
 	c := *m
 	c.Blocks = append(json.RawMessage(nil), m.Blocks...)

@@ -1,6 +1,7 @@
 package slacktest_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -358,5 +359,36 @@ func TestOrganisationFacts(t *testing.T) {
 		if err != nil || c.IsExtShared != shared {
 			t.Errorf("conversations.info %s: ext shared %v, %v; want %v", id, c != nil && c.IsExtShared, err, shared)
 		}
+	}
+}
+
+// TestWaitMessage: a wait is woken by a post and by an edit, and ends with
+// its context.
+func TestWaitMessage(t *testing.T) {
+	srv := newServer(t)
+	api := newAPI(srv, "xapp-test")
+	ctx := waitCtx(t)
+	got := make(chan slacktest.Message, 1)
+	go func() {
+		m, err := srv.WaitMessage(ctx, "C1", func(m slacktest.Message) bool { return m.Text == "edited" })
+		if err != nil {
+			t.Error(err)
+		}
+		got <- m
+	}()
+	_, ts, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("first", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := api.UpdateMessageContext(ctx, "C1", ts, slack.MsgOptionText("edited", false)); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; m.TS != ts || m.Edits != 1 {
+		t.Errorf("woken with %+v", m)
+	}
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if _, err := srv.WaitMessage(short, "C1", func(slacktest.Message) bool { return false }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v", err)
 	}
 }

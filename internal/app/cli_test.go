@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hbrbot/hbrbot/config"
+	"github.com/hbrbot/hbrbot/internal/botproc"
 	"github.com/hbrbot/hbrbot/slacktest"
 )
 
@@ -25,7 +26,7 @@ func TestCLIHelp(t *testing.T) {
 	for _, arg := range []string{"help", "-h", "-help", "--help"} {
 		t.Run(arg, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			if err := run(context.Background(), []string{"hbrbot", arg}, noEnv, &stdout, &stderr); err != nil {
+			if err := Run(context.Background(), []string{"hbrbot", arg}, noEnv, &stdout, &stderr); err != nil {
 				t.Fatalf("hbrbot %s: %v", arg, err)
 			}
 			out := stdout.String()
@@ -53,7 +54,7 @@ func TestCLIHelp(t *testing.T) {
 	}
 	// A mistyped flag still fails, with the help on stderr.
 	var stderr bytes.Buffer
-	if err := run(context.Background(), []string{"hbrbot", "-verison"}, noEnv, &bytes.Buffer{}, &stderr); err == nil || !strings.Contains(stderr.String(), "hbrbot healthcheck") {
+	if err := Run(context.Background(), []string{"hbrbot", "-verison"}, noEnv, &bytes.Buffer{}, &stderr); err == nil || !strings.Contains(stderr.String(), "hbrbot healthcheck") {
 		t.Errorf("-verison: err %v, stderr %q", err, stderr.String())
 	}
 }
@@ -116,7 +117,7 @@ func TestHealthcheck(t *testing.T) {
 				}
 				return ""
 			}
-			err := run(context.Background(), append([]string{"hbrbot", "healthcheck"}, tt.args...), env, &bytes.Buffer{}, &bytes.Buffer{})
+			err := Run(context.Background(), append([]string{"hbrbot", "healthcheck"}, tt.args...), env, &bytes.Buffer{}, &bytes.Buffer{})
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Errorf("healthcheck: %v", err)
@@ -148,7 +149,7 @@ func TestRefusedToken(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 			defer cancel()
 			var logs bytes.Buffer
-			err := run(ctx, []string{"hbrbot"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &logs)
+			err := Run(ctx, []string{"hbrbot"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &logs)
 			if err == nil {
 				t.Fatal("run accepted a refused token")
 			}
@@ -193,4 +194,16 @@ func TestLogsReadable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// waitFor bounds the waits of these tests.
+const waitFor = 30 * time.Second
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	addr, err := botproc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

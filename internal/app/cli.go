@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"fmt"
@@ -57,12 +57,12 @@ func writeHelp(w io.Writer) {
 // versionString is the version set with -ldflags "-X main.version=...",
 // else the module version and VCS revision the Go toolchain recorded.
 func versionString() string {
-	if version != "dev" {
-		return version
+	if Version != "dev" {
+		return Version
 	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
-		return version
+		return Version
 	}
 	return buildVersion(info)
 }
