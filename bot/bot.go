@@ -330,7 +330,7 @@ func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack
 		to := Recipient{UserID: click.UserID, ChannelID: click.ChannelID, ResponseURL: click.ResponseURL}
 		if b.durable != nil {
 			// Checked before it is stored: only the home organisation acts.
-			facts, refusal := b.check(ctx, click)
+			facts, refusal := b.check(ctx, click, cb.Message.BotID)
 			if refusal != nil {
 				b.ack(ctx, req, nil)
 				b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, refusal.notice(click)) })
@@ -340,14 +340,15 @@ func (b *Bot) interaction(ctx context.Context, req *socketmode.Request, cb slack
 			b.acceptClick(ctx, req, click, to)
 			return
 		}
-		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.click(ctx, click)) })
+		from := cb.Message.BotID
+		b.spawn(ctx, func(ctx context.Context) { b.tell(ctx, to, b.click(ctx, click, from)) })
 		return // one decision per envelope
 	}
 }
 
 // click checks who clicked, then hands the click on.
-func (b *Bot) click(ctx context.Context, c upgrade.Click) upgrade.Notice {
-	facts, refusal := b.check(ctx, c)
+func (b *Bot) click(ctx context.Context, c upgrade.Click, from string) upgrade.Notice {
+	facts, refusal := b.check(ctx, c, from)
 	if refusal != nil {
 		return refusal.notice(c)
 	}
@@ -362,8 +363,14 @@ func (r clickRefusal) notice(c upgrade.Click) upgrade.Notice {
 	return upgrade.Notice{Kind: upgrade.NoticeRefused, Act: c.Action, Refusal: r.Refusal}
 }
 
-// check asks Trust about the clicker, within trustTimeout.
-func (b *Bot) check(ctx context.Context, c upgrade.Click) (Facts, *clickRefusal) {
+// check asks Trust about the clicker, within trustTimeout. from is the
+// bot ID of the message clicked: a button counts only on the bot's own
+// message (the card or report it names, which intake checks).
+func (b *Bot) check(ctx context.Context, c upgrade.Click, from string) (Facts, *clickRefusal) {
+	if home, ok := b.trust.Home(); ok && from != home.BotID {
+		b.log.InfoContext(ctx, "click refused: not on the bot's own message", "user", c.UserID, "channel", c.ChannelID)
+		return Facts{}, &clickRefusal{&policy.Refusal{Rule: policy.RuleCard}}
+	}
 	tctx, cancel := context.WithTimeout(ctx, trustTimeout)
 	defer cancel()
 	facts, refusal := b.trust.Check(tctx, Actor{UserID: c.UserID, ChannelID: c.ChannelID})
