@@ -184,7 +184,7 @@ func (in *Intake) request(ctx context.Context, inv Invocation, spec hbrbot.Upgra
 			return n
 		}
 	} else {
-		preflight, preflightFailure = in.fleet.preflight(ctx, spec)
+		preflight, preflightFailure = in.preflight(ctx, spec)
 	}
 	var skipped []string
 	if preflightFailure == "" && !spec.Force {
@@ -229,6 +229,7 @@ func (in *Intake) request(ctx context.Context, inv Invocation, spec hbrbot.Upgra
 	}
 	in.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditRequestPosted, RequestID: r.ID, Actor: "hbrbot",
 		Channel: r.ChannelID, Fields: map[string]string{"card_ts": ts}})
+	in.lookUpLater(ctx, r)
 	return Notice{}
 }
 

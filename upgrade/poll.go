@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/hbr"
 )
 
 // submit calls UpgradeBackupClients for b and returns b's status as it
@@ -71,7 +72,7 @@ func (j *Jobs) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) hbr
 // step follows).
 func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
 	b := &run.status
-	task, err := j.hbr.DescribeTask(ctx, b.Region, b.TaskID)
+	task, err := j.hbr.DescribeTask(withPriority(ctx, pollPriority(*b, j.now())), b.Region, b.TaskID)
 	b.Polls++
 	now := j.now()
 	finalStatus, final := task.Final()
@@ -129,7 +130,7 @@ func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot
 	if b.DryRun {
 		return
 	}
-	after, err := j.hbr.DescribeBackupClients(ctx, b.Region, targets, b.CrossAccount)
+	after, err := j.hbr.DescribeBackupClients(withPriority(ctx, hbr.Priority{Class: hbr.Moves, Rank: b.Ended}), b.Region, targets, b.CrossAccount)
 	if err != nil {
 		log.WarnContext(ctx, "verification look-up failed", "err", err)
 		b.VerifyFailure = lookupFailure(err)

@@ -164,6 +164,7 @@ func New(store Store, h HBR, chat Chat, p Settings, o Options) *Service {
 	sched.Handle(hbrbot.WorkProgress, progress.Show)
 	sched.Handle(hbrbot.WorkExpiry, intake.Expire)
 	sched.Handle(hbrbot.WorkCardSync, intake.SyncCard)
+	sched.Handle(hbrbot.WorkLookup, intake.LookUp)
 	return &Service{Intake: intake, Scheduler: sched}
 }
 
