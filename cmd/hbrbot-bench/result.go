@@ -31,7 +31,7 @@ type Result struct {
 	RedisStateBytesPerJob     float64 // keys but the audit stream, by MEMORY USAGE
 	Jobs, FinalReports        int
 	CardsWithoutLookup        int
-	Throttled                 int // HBR calls answered Throttling*
+	Throttled                 int      // HBR calls answered Throttling*
 	Problems                  []string // broken promises (duplicates, missing reports, ...)
 	WorkDir                   string   // with Options.KeepDir
 	lines                     []kv

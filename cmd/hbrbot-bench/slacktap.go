@@ -24,7 +24,7 @@ type cmdState struct {
 	// could not look the clients up.
 	deferred, noLookup bool
 	clickAt            time.Time
-	clickEnv string
+	clickEnv           string
 	// decidedAt is the card's chat.update (approved or cancelled).
 	decidedAt time.Time
 	startedAt time.Time // first "started" report in the thread
