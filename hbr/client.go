@@ -172,7 +172,7 @@ func (c *Client) admit(ctx context.Context, action string) error {
 // formData" (sent in the body, signed all the same); params the others.
 func (c *Client) call(ctx context.Context, action, region string, params, form map[string]string) (body []byte, err error) {
 	if err := c.admit(ctx, action); err != nil {
-		return nil, &callError{err: fmt.Errorf("%s: rate limit: %w", action, err), notSent: true}
+		return nil, &callError{err: fmt.Errorf("%s: %w: %w", action, ErrNoBudget, err), notSent: true}
 	}
 	defer func() {
 		// HBR's flow control: the action slows down for every replica.
@@ -313,8 +313,10 @@ func retry[T any](ctx context.Context, c *Client, action string, retryable func(
 	b.InitialInterval = c.opts.InitialBackoff
 	b.MaxInterval = 10 * time.Second
 	b.RandomizationFactor = 0.5
-	return backoff.Retry(ctx, func() (T, error) {
+	var last error
+	v, err := backoff.Retry(ctx, func() (T, error) {
 		v, err := op()
+		last = err
 		var ce *callError
 		if err != nil && errors.As(err, &ce) && !retryable(ce) {
 			return v, backoff.Permanent(err)
@@ -324,6 +326,10 @@ func retry[T any](ctx context.Context, c *Client, action string, retryable func(
 		backoff.WithNotify(func(err error, d time.Duration) {
 			c.log.WarnContext(ctx, "hbr call failed, retrying", "action", action, "err", err, "wait", d)
 		}))
+	if err != nil && ctx.Err() != nil && errors.Is(last, ErrNoBudget) {
+		return v, last // the call never went: say so, not just "deadline"
+	}
+	return v, err
 }
 
 // readRetryable: read-only calls repeat on anything transient.

@@ -2,6 +2,7 @@ package hbr
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -35,6 +36,11 @@ type Priority struct {
 	// first.
 	Rank time.Time
 }
+
+// ErrNoBudget is the error of a call that could not get its action's
+// budget before its context ended: it was never sent, so it may be made
+// again (a submission included).
+var ErrNoBudget = errors.New("no rate-limit budget in time")
 
 type priorityKey struct{}
 

@@ -2,9 +2,12 @@ package hbr
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/hbrbot/hbrbot"
 )
 
 // stepBudget hands out one grant per value sent on grants.
@@ -122,3 +125,21 @@ type openBudget struct{}
 
 func (openBudget) Wait(context.Context, string) error { return nil }
 func (openBudget) Throttled(context.Context, string)  {}
+
+// TestNoBudgetIsNotSent: a call that gets no budget before its context
+// ends fails with ErrNoBudget and is never sent.
+func TestNoBudgetIsNotSent(t *testing.T) {
+	srv := newServer(t)
+	o := testOptions(srv.Host())
+	o.Budget = &stepBudget{grants: make(chan struct{})} // never grants
+	c := newClient(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := c.UpgradeBackupClients(ctx, testRegion, targetsOf(1), nil)
+	if !errors.Is(err, ErrNoBudget) || errors.Is(err, hbrbot.ErrOutcomeUnknown) {
+		t.Fatalf("err = %v, want ErrNoBudget, not outcome unknown", err)
+	}
+	if n := len(srv.Calls("")); n != 0 {
+		t.Errorf("%d calls sent", n)
+	}
+}

@@ -25,6 +25,13 @@ func (j *Jobs) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) hbr
 	}
 	sub, err := j.hbr.UpgradeBackupClients(ctx, b.Region, b.Targets, b.CrossAccount)
 	now := j.now()
+	if errors.Is(err, hbr.ErrNoBudget) {
+		// Never sent (the shared budget had no room in time): pending
+		// again, submitted by whichever replica claims it next.
+		log.InfoContext(ctx, "no budget to submit in time; submitting later", "err", err)
+		st.State = hbrbot.BatchPending
+		return st
+	}
 	fields := map[string]string{"action": "UpgradeBackupClients", "batch": b.Key(), "ids": strings.Join(b.Targets.All(), ","),
 		"region": b.Region, "hbr_request_id": sub.RequestID, "task_id": sub.TaskID, "error_code": hbrbot.ErrorCode(err)}
 	if errors.Is(err, hbrbot.ErrOutcomeUnknown) {
@@ -95,6 +102,11 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 		run.log.WarnContext(ctx, "job timed out; last poll failed", "task", b.TaskID, "err", err)
 		b.State, b.Final, b.Ended = hbrbot.BatchFinished, hbrbot.JobTimedOut, now
 		return hbrbot.Hold(), nil
+	case errors.Is(err, hbr.ErrNoBudget):
+		// Never sent: DescribeTask's budget is spent on jobs more likely
+		// to have ended. Not a poll; this one comes back soon.
+		b.Polls--
+		return hbrbot.DueAt(now.Add(j.poll.min)), nil
 	case err != nil:
 		run.log.WarnContext(ctx, "describe task failed; polling on", "task", b.TaskID, "err", err)
 		return hbrbot.DueAt(j.poll.next(*b, now)), nil
@@ -119,25 +131,44 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 	} else {
 		b.Final = hbrbot.JobTimedOut // the clients may have moved regardless: verified too
 	}
-	j.verify(ctx, b, full.Targets, run.log)
+	if err := j.verify(ctx, b, full.Targets, run.log); err != nil {
+		return hbrbot.Next{}, err
+	}
 	return hbrbot.Hold(), nil
 }
 
 // verify looks the batch's clients up again once the job ended, so the
 // report can say which now run the latest version (and flag any the job
 // called done that do not).
-func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot.Targets, log *slog.Logger) {
+func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot.Targets, log *slog.Logger) error {
 	if b.DryRun {
-		return
+		return nil
 	}
 	after, err := j.hbr.DescribeBackupClients(withPriority(ctx, hbr.Priority{Class: hbr.Moves, Rank: b.Ended}), b.Region, targets, b.CrossAccount)
+	if errors.Is(err, hbr.ErrNoBudget) {
+		// Nothing was asked: the step is run again shortly (its poll
+		// too, as nothing of it was saved) rather than reporting the
+		// versions unverified.
+		return retryIn{err: err, after: j.poll.min}
+	}
 	if err != nil {
 		log.WarnContext(ctx, "verification look-up failed", "err", err)
 		b.VerifyFailure = lookupFailure(err)
-		return
+		return nil
 	}
 	b.After = after
+	return nil
 }
+
+// retryIn is an error that has the step run again after a while.
+type retryIn struct {
+	err   error
+	after time.Duration
+}
+
+func (r retryIn) Error() string             { return r.err.Error() }
+func (r retryIn) Unwrap() error             { return r.err }
+func (r retryIn) RetryAfter() time.Duration { return r.after }
 
 // pollPolicy says when to ask about a job again.
 type pollPolicy struct {
