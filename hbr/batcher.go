@@ -38,6 +38,7 @@ type lookupBatch struct {
 	waiters []*lookupWaiter
 	prio    Priority
 	timer   *time.Timer
+	opened  time.Time
 	sent    bool
 
 	left   int                // waiters still waiting
@@ -77,9 +78,9 @@ func (bt *batcher) lookup(ctx context.Context, region string, t hbrbot.Targets, 
 	bt.mu.Lock()
 	b := bt.open[key]
 	if b == nil {
-		b = &lookupBatch{key: key, cross: cross, seen: map[string]bool{}, prio: p}
+		b = &lookupBatch{key: key, cross: cross, seen: map[string]bool{}, prio: p, opened: time.Now()}
 		bt.open[key] = b
-		b.timer = time.AfterFunc(bt.window, func() { bt.send(b) })
+		b.timer = time.AfterFunc(bt.window, func() { bt.due(b) })
 	}
 	b.add(w, p)
 	full := len(b.inst) >= describePageSize || len(b.client) >= describePageSize
@@ -122,6 +123,25 @@ func (b *lookupBatch) add(w *lookupWaiter, p Priority) {
 	if p.Class > b.prio.Class || p.Class == b.prio.Class && p.Rank.Before(b.prio.Rank) {
 		b.prio = p
 	}
+}
+
+// maxOpen bounds how long a batch collects look-ups while calls ahead of
+// it wait for the budget.
+const maxOpen = time.Second
+
+// due is the end of a batch's window. While calls at least as urgent
+// wait for DescribeBackupClients' budget, sending would only queue behind
+// them: the batch collects for another window instead (up to maxOpen), so
+// that under a short budget look-ups share more of their calls.
+func (bt *batcher) due(b *lookupBatch) {
+	bt.mu.Lock()
+	prio, opened := b.prio, b.opened
+	bt.mu.Unlock()
+	if q := bt.c.queue; q != nil && time.Since(opened) < maxOpen && q.waitingAtLeast("DescribeBackupClients", prio.Class) > 0 {
+		b.timer.Reset(bt.window)
+		return
+	}
+	bt.send(b)
 }
 
 // send closes the batch to newcomers and runs its calls, once.

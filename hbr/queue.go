@@ -94,6 +94,22 @@ func (q *queue) enqueue(action string, p Priority) (*waiter, *actionQueue) {
 	return w, aq
 }
 
+// waitingAtLeast counts the calls of action waiting with class c or a
+// more urgent one.
+func (q *queue) waitingAtLeast(action string, c Class) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	aq := q.actions[action]
+	if aq == nil {
+		return 0
+	}
+	n := aq.classes[Moves].Len()
+	if c == Informs {
+		n += aq.classes[Informs].Len()
+	}
+	return n
+}
+
 // dispatch hands out grants while calls wait. A grant whose waiter left
 // in the meantime goes to the next one.
 func (q *queue) dispatch(action string, aq *actionQueue) {
