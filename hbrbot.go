@@ -242,6 +242,9 @@ type SubmissionError struct {
 const (
 	FailureTimeout = "timeout"
 	FailureError   = "error"
+	// FailurePending: the look-up has not landed yet (HBR's budget was
+	// short); the card is redrawn when it does.
+	FailurePending = "pending"
 )
 
 // Task is what DescribeTask says of a job.
@@ -349,6 +352,9 @@ const (
 	// envelope); WorkClick, a button click likewise.
 	WorkCommand WorkKind = "cmd"
 	WorkClick   WorkKind = "click"
+	// WorkLookup makes a request's pre-flight look-up that could not run
+	// in its budget before the card, and redraws the card with it.
+	WorkLookup WorkKind = "look"
 )
 
 // Lease is one replica's claim on a Work item until Until. Token fences

@@ -175,6 +175,10 @@ func preflightLines(r hbrbot.Request) []string {
 	if r.Preflight == nil && r.PreflightFailure == "" {
 		return idList(r.Spec.All())
 	}
+	if r.PreflightFailure == hbrbot.FailurePending {
+		return append([]string{":hourglass_flowing_sand: Looking the clients up in HBR… (this card is redrawn when the look-up lands); the IDs as typed:"},
+			idList(r.Spec.All())...)
+	}
 	if r.PreflightFailure != "" {
 		return append([]string{":warning: Could not look the clients up in HBR (the look-up failed" + lookupText(r.PreflightFailure, true) + "); the IDs as typed:"},
 			idList(r.Spec.All())...)

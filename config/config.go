@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -45,7 +46,16 @@ const (
 	// documented 600 a minute per API, for accounts with a raised quota
 	// (and for load tests against a fake).
 	MaxHBRRateLimit = 60000
+	// DefaultHBRRateLimits is HBRBOT_HBR_RATE_LIMITS' default: each action
+	// at 80% of HBR's documented 600 a minute.
+	DefaultHBRRateLimits = "DescribeTask=480,UpgradeBackupClients=480,DescribeBackupClients=480"
+	// DefaultPollMaxIntervals is HBRBOT_POLL_MAX_INTERVAL's default in
+	// intervals: measured to halve the calls of fixed polling.
+	DefaultPollMaxIntervals = 4.5
 )
+
+// HBRActions are the actions HBRBOT_HBR_RATE_LIMITS may name.
+var HBRActions = []string{"DescribeTask", "UpgradeBackupClients", "DescribeBackupClients"}
 
 // Config is the validated configuration. Load fills every field; a Config
 // returned together with an error is the zero value.
@@ -98,8 +108,9 @@ type Config struct {
 	// MinPollInterval), at most PollInterval.
 	PollMinInterval time.Duration
 	// PollMaxInterval is HBRBOT_POLL_MAX_INTERVAL, the adaptive policy's
-	// longest interval: default PollInterval; raising it trades report lag
-	// on jobs that report no progress for fewer DescribeTask calls.
+	// longest interval: default DefaultPollMaxIntervals (4.5) times
+	// PollInterval, at most 1h; it trades report lag on jobs that report no
+	// progress for fewer DescribeTask calls.
 	PollMaxInterval time.Duration
 	// TaskTimeout is HBRBOT_TASK_TIMEOUT, default 20m, positive.
 	TaskTimeout time.Duration
@@ -133,10 +144,16 @@ type Config struct {
 	// replica owns a unit of work it claimed. A replica killed while
 	// holding one delays that work by at most this long.
 	Lease time.Duration
-	// HBRRateLimit is HBRBOT_HBR_RATE_LIMIT, default 300: the most HBR
-	// calls per minute that all replicas together make (HBR allows 600 per
-	// API and account).
+	// HBRRateLimit is HBRBOT_HBR_RATE_LIMIT, default 1800: the most HBR
+	// calls per minute that all replicas together make, all actions
+	// together; by default above the sum of HBRRateLimits, so it does not
+	// bind before them.
 	HBRRateLimit int
+	// HBRRateLimits is HBRBOT_HBR_RATE_LIMITS: each action's calls per
+	// minute, all replicas together (HBR allows 600 per action and
+	// account); default DefaultHBRRateLimits, 480 each. Every action of
+	// HBRActions has an entry.
+	HBRRateLimits map[string]int
 	// PolicyFile is HBRBOT_POLICY_FILE: per-channel rules (YAML); the
 	// variables above are its defaults. Empty: no file.
 	PolicyFile string
@@ -355,7 +372,7 @@ func (v *validator) validate(raw Config) Config {
 	switch {
 	case v.failed[varPollMaxInterval] || v.failed[varPollInterval]:
 	case raw.PollMaxInterval == 0:
-		c.PollMaxInterval = c.PollInterval
+		c.PollMaxInterval = min(time.Duration(DefaultPollMaxIntervals*float64(c.PollInterval)), time.Hour)
 	case raw.PollMaxInterval < c.PollInterval || raw.PollMaxInterval > time.Hour:
 		v.add(varPollMaxInterval, "%s is not between HBRBOT_POLL_INTERVAL (%s) and 1h", show(v.environ[varPollMaxInterval]), c.PollInterval)
 	default:
@@ -370,6 +387,7 @@ func (v *validator) validate(raw Config) Config {
 		}
 		c.HBRRateLimit = raw.HBRRateLimit
 	}
+	c.HBRRateLimits = v.rateLimits(raw.HBRRateLimits)
 
 	c.Approvers = v.ids(varApprovers, raw.Approvers, hbrbot.ValidUserOrGroupID, "Slack user or user-group IDs (U..., W..., S...)")
 	c.AllowSelfApproval = raw.AllowSelfApproval
@@ -407,6 +425,41 @@ func (v *validator) validate(raw Config) Config {
 
 	c.HTTPAddr = v.hostPort(varHTTPAddr, raw.HTTPAddr)
 	return c
+}
+
+// rateLimits checks HBRBOT_HBR_RATE_LIMITS: known actions, each 1 to
+// MaxHBRRateLimit; actions it does not name keep their default.
+func (v *validator) rateLimits(given map[string]int) map[string]int {
+	if v.failed[varHBRRateLimits] {
+		return nil
+	}
+	out := map[string]int{}
+	var defaults map[string]int
+	_ = convert(&defaults, DefaultHBRRateLimits)
+	maps.Copy(out, defaults)
+	for _, action := range slices.Sorted(maps.Keys(given)) {
+		n := given[action]
+		switch {
+		case !slices.Contains(HBRActions, action):
+			v.add(varHBRRateLimits, "%s is not an action the bot calls (%s)", show(action), strings.Join(HBRActions, ", "))
+		case n < 1 || n > MaxHBRRateLimit:
+			v.add(varHBRRateLimits, "%s=%d is not between 1 and %d calls a minute", action, n, MaxHBRRateLimit)
+		default:
+			out[action] = n
+		}
+	}
+	return out
+}
+
+// rateLimitsText is the ACTION=N,... form of limits, in HBRActions' order.
+func rateLimitsText(limits map[string]int) string {
+	var parts []string
+	for _, a := range HBRActions {
+		if n, ok := limits[a]; ok {
+			parts = append(parts, fmt.Sprintf("%s=%d", a, n))
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // perMinute checks a flood limit: at least 1, at most 10,000.

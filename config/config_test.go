@@ -188,6 +188,12 @@ func TestValid(t *testing.T) {
 		{"poll max interval", map[string]string{"HBRBOT_POLL_MAX_INTERVAL": "30s"}, func(c Config) error {
 			return eq(c.PollMaxInterval, 30*time.Second)
 		}},
+		{"poll max interval default 4.5 intervals", map[string]string{"HBRBOT_POLL_INTERVAL": "10s"}, func(c Config) error {
+			return eq(c.PollMaxInterval, 45*time.Second)
+		}},
+		{"poll max interval default at most 1h", map[string]string{"HBRBOT_POLL_INTERVAL": "20m"}, func(c Config) error {
+			return eq(c.PollMaxInterval, time.Hour)
+		}},
 		{"poll min interval floor", map[string]string{"HBRBOT_POLL_INTERVAL": "200ms"}, func(c Config) error {
 			return eq(c.PollMinInterval, 100*time.Millisecond)
 		}},
@@ -205,6 +211,15 @@ func TestValid(t *testing.T) {
 		}},
 		{"hbr rate limit", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "120"}, func(c Config) error {
 			return eq(c.HBRRateLimit, 120)
+		}},
+		{"hbr rate limits default: 480 each, the total above their sum", map[string]string{}, func(c Config) error {
+			if c.HBRRateLimit != 1800 {
+				return eq(c.HBRRateLimit, 1800)
+			}
+			return eq(c.HBRRateLimits, map[string]int{"DescribeTask": 480, "UpgradeBackupClients": 480, "DescribeBackupClients": 480})
+		}},
+		{"hbr rate limits: one named, the others default", map[string]string{"HBRBOT_HBR_RATE_LIMITS": " DescribeTask = 300 "}, func(c Config) error {
+			return eq(c.HBRRateLimits, map[string]int{"DescribeTask": 300, "UpgradeBackupClients": 480, "DescribeBackupClients": 480})
 		}},
 		{"approvers trimmed, deduplicated", map[string]string{"HBRBOT_APPROVERS": " U012AB3CD, W0ABC ,,S0GROUP,U012AB3CD, "}, func(c Config) error {
 			return eq(c.Approvers, []string{"U012AB3CD", "W0ABC", "S0GROUP"})
@@ -327,6 +342,9 @@ func TestInvalid(t *testing.T) {
 		{"rate limit zero", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "0"}, "HBRBOT_HBR_RATE_LIMIT", "not between 1 and 60000"},
 		{"rate limit too high", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "60001"}, "HBRBOT_HBR_RATE_LIMIT", "60001 is not between 1 and 60000"},
 		{"rate limit garbage", map[string]string{"HBRBOT_HBR_RATE_LIMIT": "many"}, "HBRBOT_HBR_RATE_LIMIT", "not a whole number"},
+		{"rate limits unknown action", map[string]string{"HBRBOT_HBR_RATE_LIMITS": "DescribeVaults=10"}, "HBRBOT_HBR_RATE_LIMITS", `"DescribeVaults" is not an action the bot calls`},
+		{"rate limits zero", map[string]string{"HBRBOT_HBR_RATE_LIMITS": "DescribeTask=0"}, "HBRBOT_HBR_RATE_LIMITS", "DescribeTask=0 is not between 1 and 60000"},
+		{"rate limits garbage", map[string]string{"HBRBOT_HBR_RATE_LIMITS": "DescribeTask"}, "HBRBOT_HBR_RATE_LIMITS", "is not ACTION=N"},
 		{"request ttl garbage", map[string]string{"HBRBOT_REQUEST_TTL": "1d"}, "HBRBOT_REQUEST_TTL", `"1d" is not a duration`},
 		{"approver lower case", map[string]string{"HBRBOT_APPROVERS": "U0ABC,u0abc"}, "HBRBOT_APPROVERS", `"u0abc" is not`},
 		{"approver channel id", map[string]string{"HBRBOT_APPROVERS": "C0123,@alice"}, "HBRBOT_APPROVERS", `"C0123", "@alice" are not`},
@@ -729,7 +747,7 @@ func TestVariableNames(t *testing.T) {
 		"HBRBOT_POLL_INTERVAL", "HBRBOT_POLL_POLICY", "HBRBOT_POLL_MIN_INTERVAL", "HBRBOT_POLL_MAX_INTERVAL", "HBRBOT_TASK_TIMEOUT", "HBRBOT_REQUEST_TTL",
 		"HBRBOT_APPROVERS", "HBRBOT_REQUESTERS", "HBRBOT_REQUIRED_APPROVALS", "HBRBOT_ALLOW_SELF_APPROVAL", "HBRBOT_ALLOWED_CHANNELS",
 		"HBRBOT_ALLOWED_TEAMS", "HBRBOT_USER_COMMANDS", "HBRBOT_CHANNEL_COMMANDS", "HBRBOT_USER_PENDING",
-		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT",
+		"HBRBOT_MAX_TARGETS", "HBRBOT_HTTP_ADDR", "HBRBOT_LEASE", "HBRBOT_HBR_RATE_LIMIT", "HBRBOT_HBR_RATE_LIMITS",
 		"HBRBOT_POLICY_FILE", "HBRBOT_DRY_RUN", "HBRBOT_LOG_FORMAT", "HBRBOT_LOG_LEVEL", "HBRBOT_PPROF", "HBRBOT_PPROF_ADDR",
 	}
 	var names []string

@@ -70,6 +70,7 @@ const (
 	varHTTPAddr          = "HBRBOT_HTTP_ADDR"
 	varLease             = "HBRBOT_LEASE"
 	varHBRRateLimit      = "HBRBOT_HBR_RATE_LIMIT"
+	varHBRRateLimits     = "HBRBOT_HBR_RATE_LIMITS"
 	varPolicyFile        = "HBRBOT_POLICY_FILE"
 	varDryRun            = "HBRBOT_DRY_RUN"
 	varLogFormat         = "HBRBOT_LOG_FORMAT"
@@ -121,7 +122,7 @@ var variables = []variable{
 		func(c *Config) any { return &c.PollPolicy }, nil},
 	{Variable{Name: varPollMinInterval, Meaning: "the adaptive policy's shortest wait; unset: a fifth of the interval"},
 		func(c *Config) any { return &c.PollMinInterval }, nil},
-	{Variable{Name: varPollMaxInterval, Meaning: "the adaptive policy's longest wait; unset: the interval"},
+	{Variable{Name: varPollMaxInterval, Meaning: "the adaptive policy's longest wait; unset: 4.5 intervals"},
 		func(c *Config) any { return &c.PollMaxInterval }, nil},
 	{Variable{Name: varTaskTimeout, Default: "20m", Meaning: "a job not finished this long after it started is reported timed out"},
 		func(c *Config) any { return &c.TaskTimeout }, nil},
@@ -151,8 +152,10 @@ var variables = []variable{
 		func(c *Config) any { return &c.HTTPAddr }, nil},
 	{Variable{Name: varLease, Default: "1m", Meaning: "how long a replica owns a unit of work it claimed"},
 		func(c *Config) any { return &c.Lease }, nil},
-	{Variable{Name: varHBRRateLimit, Default: "300", Meaning: "HBR calls per minute, all replicas together"},
+	{Variable{Name: varHBRRateLimit, Default: "1800", Meaning: "HBR calls per minute, all actions and replicas together: a cap above the per-action budgets"},
 		func(c *Config) any { return &c.HBRRateLimit }, nil},
+	{Variable{Name: varHBRRateLimits, Default: DefaultHBRRateLimits, Meaning: "each HBR action's calls per minute, all replicas together (ACTION=N,...; unnamed actions keep their default)"},
+		func(c *Config) any { return &c.HBRRateLimits }, nil},
 	{Variable{Name: varPolicyFile, Meaning: "per-channel rules (YAML); unset: none"},
 		func(c *Config) any { return &c.PolicyFile }, nil},
 	{Variable{Name: varDryRun, Default: "false", Meaning: "never call UpgradeBackupClients"},
@@ -214,6 +217,20 @@ func convert(field any, text string) error {
 		*p = d
 	case *slog.Level:
 		return p.UnmarshalText([]byte(text))
+	case *map[string]int:
+		m := map[string]int{}
+		for _, item := range strings.Split(text, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(item), "=")
+			if !ok {
+				return errors.New("not ACTION=N")
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+			if err != nil {
+				return err
+			}
+			m[strings.TrimSpace(k)] = int(n)
+		}
+		*p = m
 	case **url.URL:
 	default:
 		panic(fmt.Sprintf("config: no conversion to %T", field))
@@ -236,6 +253,8 @@ func convertReason(field any, value string, err error) string {
 		return show(value) + " is not a whole number"
 	case *slog.Level:
 		return show(value) + " is not debug, info, warn or error"
+	case *map[string]int:
+		return show(value) + " is not ACTION=N,... (e.g. DescribeTask=480,UpgradeBackupClients=480)"
 	}
 	return show(value) + " is malformed"
 }
@@ -256,6 +275,8 @@ func logValue(field any) slog.Value {
 		return slog.StringValue(p.String())
 	case *slog.Level:
 		return slog.StringValue(p.String())
+	case *map[string]int:
+		return slog.StringValue(rateLimitsText(*p))
 	case **url.URL:
 		if *p == nil {
 			return slog.StringValue("")

@@ -47,8 +47,16 @@ type Options struct {
 	// Concurrency is how many calls may be in flight at once (default 4).
 	Concurrency int
 	// Limiter, when set, is waited on before every attempt: HBR throttles
-	// per API and account, whatever the number of replicas.
+	// per API and account, whatever the number of replicas. With Budget
+	// it is the cap on all actions together, taken after the action's.
 	Limiter Limiter
+	// Budget, when set, is each action's shared budget: the calls of this
+	// client wait for it by priority (WithPriority), and HBR's Throttling*
+	// answers are reported to it.
+	Budget Budget
+	// LookupWindow is how long DescribeBackupClients look-ups are collected
+	// to be merged into shared calls (default 20ms; negative: no merging).
+	LookupWindow time.Duration
 	// Observe, when set, is told of every attempt: its action, HBR's error
 	// code ("" on success, "Transport" without an answer) and latency.
 	Observe func(action, code string, d time.Duration)
@@ -66,8 +74,10 @@ type Client struct {
 	// The SDK's DoAction writes the shared http.Client's timeout and dialer
 	// on every call, so one sdk.Client must not serve two calls at once:
 	// calls borrow a client from this pool instead.
-	pool chan *sdk.Client
-	log  *slog.Logger
+	pool    chan *sdk.Client
+	log     *slog.Logger
+	queue   *queue   // nil without a Budget
+	lookups *batcher // nil without merging
 }
 
 // New builds a Client. It makes no call.
@@ -98,6 +108,16 @@ func New(o Options) (*Client, error) {
 		cred = credentials.NewStaticAKCredentialsProvider(o.AccessKeyID, o.AccessKeySecret)
 	}
 	c := &Client{opts: o, pool: make(chan *sdk.Client, o.Concurrency), log: o.Logger}
+	if o.Budget != nil {
+		c.queue = newQueue(o.Budget, o.Limiter)
+	}
+	if o.LookupWindow == 0 {
+		o.LookupWindow = 20 * time.Millisecond
+		c.opts.LookupWindow = o.LookupWindow
+	}
+	if o.LookupWindow > 0 {
+		c.lookups = newBatcher(c, o.LookupWindow)
+	}
 	for range o.Concurrency {
 		// The SDK's default scheme is HTTP; every request sets its scheme
 		// explicitly, and the config says HTTPS should one slip through.
@@ -135,14 +155,31 @@ type callError struct {
 func (e *callError) Error() string { return e.err.Error() }
 func (e *callError) Unwrap() error { return e.err }
 
-// call makes one signed RPC call and returns the body of a successful
-// answer. It does not retry.
-func (c *Client) call(ctx context.Context, action, region string, params map[string]string) (body []byte, err error) {
-	if c.opts.Limiter != nil {
-		if err := c.opts.Limiter.Wait(ctx); err != nil {
-			return nil, &callError{err: fmt.Errorf("%s: rate limit: %w", action, err), notSent: true}
-		}
+// admit waits until a call of action may go: its place in the action's
+// queue (by ctx's priority) or, without a Budget, the Limiter.
+func (c *Client) admit(ctx context.Context, action string) error {
+	switch {
+	case c.queue != nil:
+		return c.queue.wait(ctx, action)
+	case c.opts.Limiter != nil:
+		return c.opts.Limiter.Wait(ctx)
 	}
+	return nil
+}
+
+// call makes one signed RPC call and returns the body of a successful
+// answer. It does not retry. form holds the parameters declared "in:
+// formData" (sent in the body, signed all the same); params the others.
+func (c *Client) call(ctx context.Context, action, region string, params, form map[string]string) (body []byte, err error) {
+	if err := c.admit(ctx, action); err != nil {
+		return nil, &callError{err: fmt.Errorf("%s: %w: %w", action, ErrNoBudget, err), notSent: true}
+	}
+	defer func() {
+		// HBR's flow control: the action slows down for every replica.
+		if c.opts.Budget != nil && throttling(hbrbot.ErrorCode(err)) {
+			c.opts.Budget.Throttled(context.WithoutCancel(ctx), action)
+		}
+	}()
 	var sc *sdk.Client
 	select {
 	case sc = <-c.pool:
@@ -169,6 +206,9 @@ func (c *Client) call(ctx context.Context, action, region string, params map[str
 	req.RegionId = region
 	for k, v := range params {
 		req.QueryParams[k] = v
+	}
+	for k, v := range form {
+		req.FormParams[k] = v
 	}
 	start := time.Now()
 	defer func() {
@@ -252,6 +292,11 @@ func transientCode(code string) bool {
 		code == "ServiceUnavailable" || code == "InternalError"
 }
 
+// throttling reports whether HBR's code is its flow control's.
+func throttling(code string) bool {
+	return strings.HasPrefix(code, "Throttling") || code == "Rejected.Throttling"
+}
+
 // rawString reads a JSON value that should be a string but may be a number.
 func rawString(raw json.RawMessage) string {
 	var s string
@@ -268,8 +313,10 @@ func retry[T any](ctx context.Context, c *Client, action string, retryable func(
 	b.InitialInterval = c.opts.InitialBackoff
 	b.MaxInterval = 10 * time.Second
 	b.RandomizationFactor = 0.5
-	return backoff.Retry(ctx, func() (T, error) {
+	var last error
+	v, err := backoff.Retry(ctx, func() (T, error) {
 		v, err := op()
+		last = err
 		var ce *callError
 		if err != nil && errors.As(err, &ce) && !retryable(ce) {
 			return v, backoff.Permanent(err)
@@ -279,6 +326,10 @@ func retry[T any](ctx context.Context, c *Client, action string, retryable func(
 		backoff.WithNotify(func(err error, d time.Duration) {
 			c.log.WarnContext(ctx, "hbr call failed, retrying", "action", action, "err", err, "wait", d)
 		}))
+	if err != nil && ctx.Err() != nil && errors.Is(last, ErrNoBudget) {
+		return v, last // the call never went: say so, not just "deadline"
+	}
+	return v, err
 }
 
 // readRetryable: read-only calls repeat on anything transient.
@@ -320,7 +371,7 @@ func (c *Client) UpgradeBackupClients(ctx context.Context, region string, t hbrb
 	// the retries; the SDK cannot cancel a call once sent, and
 	// c.opts.Timeout bounds that.
 	sub, err := retry(ctx, c, action, upgradeRetryable, func() (hbrbot.Submission, error) {
-		body, err := c.call(ctx, action, region, params)
+		body, err := c.call(ctx, action, region, params, nil)
 		if err != nil {
 			return hbrbot.Submission{}, err
 		}
@@ -358,7 +409,7 @@ func (c *Client) UpgradeBackupClients(ctx context.Context, region string, t hbrb
 func (c *Client) DescribeTask(ctx context.Context, region, taskID string) (hbrbot.Task, error) {
 	const action = "DescribeTask"
 	task, err := retry(ctx, c, action, readRetryable, func() (hbrbot.Task, error) {
-		body, err := c.call(ctx, action, region, map[string]string{"TaskId": taskID})
+		body, err := c.call(ctx, action, region, map[string]string{"TaskId": taskID}, nil)
 		if err != nil {
 			return hbrbot.Task{}, err
 		}
@@ -386,102 +437,135 @@ func (c *Client) DescribeTask(ctx context.Context, region, taskID string) (hbrbo
 // are looked up in separate requests and the answers merged, in that order,
 // without duplicates (an instance named both ways is listed once). Each
 // request names at most 99 IDs: HBR documents no limit on the filters, but a
-// page holds at most 99 clients and long lists make long URLs. IDs that HBR
-// does not know are simply absent from the result.
+// page holds at most 99 clients. IDs that HBR does not know are simply
+// absent from the result. Look-ups of the same region and account made
+// within LookupWindow of each other share their calls (see batcher).
 func (c *Client) DescribeBackupClients(ctx context.Context, region string, t hbrbot.Targets, cross *hbrbot.CrossAccount) ([]hbrbot.ClientInfo, error) {
-	const (
-		action   = "DescribeBackupClients"
-		pageSize = 99
-	)
-	type filter struct {
-		key string // "InstanceIds", "ClientIds" or "" for none
-		ids []string
+	if t.Len() == 0 { // every client of the region
+		clients, err := c.describeFilter(ctx, region, filter{}, cross)
+		if err != nil {
+			return nil, err
+		}
+		return appendNew(nil, map[string]bool{}, clients), nil
 	}
+	if c.lookups != nil {
+		return c.lookups.lookup(ctx, region, t, cross)
+	}
+	var out []hbrbot.ClientInfo
+	seen := map[string]bool{}
+	for _, f := range filtersOf(t) {
+		clients, err := c.describeFilter(ctx, region, f, cross)
+		if err != nil {
+			return nil, err
+		}
+		out = appendNew(out, seen, clients)
+	}
+	return out, nil
+}
+
+// describePageSize is DescribeBackupClients' largest documented page.
+const describePageSize = 99
+
+// filter is one DescribeBackupClients ID filter.
+type filter struct {
+	key string // "InstanceIds", "ClientIds" or "" for none
+	ids []string
+}
+
+// filtersOf splits t into filters of at most a page of IDs, instances
+// first.
+func filtersOf(t hbrbot.Targets) []filter {
 	var filters []filter
 	chunk := func(key string, ids []string) {
 		for len(ids) > 0 {
-			n := min(len(ids), pageSize)
+			n := min(len(ids), describePageSize)
 			filters = append(filters, filter{key, ids[:n]})
 			ids = ids[n:]
 		}
 	}
 	chunk("InstanceIds", t.InstanceIDs)
 	chunk("ClientIds", t.ClientIDs)
-	if t.Len() == 0 {
-		filters = []filter{{}} // no filter: every client of the region
-	}
+	return filters
+}
 
-	var out []hbrbot.ClientInfo
-	seen := map[string]bool{}
-	for _, f := range filters {
-		collected := 0
-		for page := 1; ; page++ {
-			params := map[string]string{
-				"ClientType": "ECS_CLIENT",
-				"PageNumber": strconv.Itoa(page),
-				"PageSize":   strconv.Itoa(pageSize),
-			}
-			if f.key != "" {
-				params[f.key] = jsonList(f.ids)
-			}
-			if cross != nil {
-				params["CrossAccountType"] = "CROSS_ACCOUNT"
-				params["CrossAccountUserId"] = strconv.FormatInt(cross.UserID, 10)
-				params["CrossAccountRoleName"] = cross.RoleName
-			}
-			type answer struct {
-				total   int64
-				clients []hbrbot.ClientInfo
-			}
-			a, err := retry(ctx, c, action, readRetryable, func() (answer, error) {
-				body, err := c.call(ctx, action, region, params)
-				if err != nil {
-					return answer{}, err
-				}
-				var r struct {
-					TotalCount json.Number `json:"TotalCount"`
-					Clients    []struct {
-						ClientID         string `json:"ClientId"`
-						InstanceID       string `json:"InstanceId"`
-						InstanceName     string `json:"InstanceName"`
-						ClientVersion    string `json:"ClientVersion"`
-						MaxClientVersion string `json:"MaxClientVersion"`
-						Status           string `json:"Status"`
-					} `json:"Clients"`
-				}
-				if err := json.Unmarshal(body, &r); err != nil {
-					return answer{}, &callError{err: fmt.Errorf("%s: unreadable answer: %w", action, err), transient: true}
-				}
-				total, _ := r.TotalCount.Int64()
-				a := answer{total: total}
-				for _, cl := range r.Clients {
-					a.clients = append(a.clients, hbrbot.ClientInfo{ClientID: cl.ClientID, InstanceID: cl.InstanceID,
-						InstanceName: cl.InstanceName, Version: cl.ClientVersion, MaxVersion: cl.MaxClientVersion, Status: cl.Status})
-				}
-				return a, nil
-			})
-			if err != nil {
-				what := "all clients"
-				if f.key != "" {
-					what = fmt.Sprintf("%d %s from %s", len(f.ids), f.key, f.ids[0])
-				}
-				return nil, fmt.Errorf("describe backup clients (%s, page %d): %w", what, page, err)
-			}
-			for _, ci := range a.clients {
-				key := ci.ClientID
-				if key == "" {
-					key = "i:" + ci.InstanceID
-				}
-				if !seen[key] {
-					seen[key] = true
-					out = append(out, ci)
-				}
-			}
-			collected += len(a.clients)
-			if len(a.clients) == 0 || int64(collected) >= a.total {
-				break
-			}
+// appendNew appends the clients not seen yet (by client ID, else instance).
+func appendNew(out []hbrbot.ClientInfo, seen map[string]bool, clients []hbrbot.ClientInfo) []hbrbot.ClientInfo {
+	for _, ci := range clients {
+		key := ci.ClientID
+		if key == "" {
+			key = "i:" + ci.InstanceID
+		}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, ci)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// describeFilter lists the clients one filter matches, page by page. The
+// ID filters are form parameters ("in: formData, style: json").
+func (c *Client) describeFilter(ctx context.Context, region string, f filter, cross *hbrbot.CrossAccount) ([]hbrbot.ClientInfo, error) {
+	const action = "DescribeBackupClients"
+	var out []hbrbot.ClientInfo
+	collected := 0
+	for page := 1; ; page++ {
+		params := map[string]string{
+			"ClientType": "ECS_CLIENT",
+			"PageNumber": strconv.Itoa(page),
+			"PageSize":   strconv.Itoa(describePageSize),
+		}
+		var form map[string]string
+		if f.key != "" {
+			form = map[string]string{f.key: jsonList(f.ids)}
+		}
+		if cross != nil {
+			params["CrossAccountType"] = "CROSS_ACCOUNT"
+			params["CrossAccountUserId"] = strconv.FormatInt(cross.UserID, 10)
+			params["CrossAccountRoleName"] = cross.RoleName
+		}
+		type answer struct {
+			total   int64
+			clients []hbrbot.ClientInfo
+		}
+		a, err := retry(ctx, c, action, readRetryable, func() (answer, error) {
+			body, err := c.call(ctx, action, region, params, form)
+			if err != nil {
+				return answer{}, err
+			}
+			var r struct {
+				TotalCount json.Number `json:"TotalCount"`
+				Clients    []struct {
+					ClientID         string `json:"ClientId"`
+					InstanceID       string `json:"InstanceId"`
+					InstanceName     string `json:"InstanceName"`
+					ClientVersion    string `json:"ClientVersion"`
+					MaxClientVersion string `json:"MaxClientVersion"`
+					Status           string `json:"Status"`
+				} `json:"Clients"`
+			}
+			if err := json.Unmarshal(body, &r); err != nil {
+				return answer{}, &callError{err: fmt.Errorf("%s: unreadable answer: %w", action, err), transient: true}
+			}
+			total, _ := r.TotalCount.Int64()
+			a := answer{total: total}
+			for _, cl := range r.Clients {
+				a.clients = append(a.clients, hbrbot.ClientInfo{ClientID: cl.ClientID, InstanceID: cl.InstanceID,
+					InstanceName: cl.InstanceName, Version: cl.ClientVersion, MaxVersion: cl.MaxClientVersion, Status: cl.Status})
+			}
+			return a, nil
+		})
+		if err != nil {
+			what := "all clients"
+			if f.key != "" {
+				what = fmt.Sprintf("%d %s from %s", len(f.ids), f.key, f.ids[0])
+			}
+			return nil, fmt.Errorf("describe backup clients (%s, page %d): %w", what, page, err)
+		}
+		out = append(out, a.clients...)
+		collected += len(a.clients)
+		if len(a.clients) == 0 || int64(collected) >= a.total {
+			return out, nil
+		}
+	}
 }

@@ -347,6 +347,11 @@ func (s *Server) describeBackupClientsLocked(req *request) reply {
 	default:
 		return fail(invalidParam("ClientType", "Valid values: ECS_CLIENT, CONTAINER_CLIENT, LOCAL_CLIENT."))
 	}
+	for _, name := range []string{"InstanceIds", "ClientIds"} {
+		if _, inQuery := req.query[name]; inQuery {
+			return fail(invalidParam(name, "It is a form parameter (in: formData, style: json): send it in the request body."))
+		}
+	}
 	instIDs, hasInst, e := idsParam(req, "InstanceIds")
 	if e != nil {
 		return fail(e)

@@ -166,6 +166,9 @@ func (s *Server) process(hr *http.Request, req *request, call *Call) (reply, tim
 	if e := s.useNonceLocked(req); e != nil {
 		return fail(e)
 	}
+	if s.overQuotaLocked(action, s.now()) {
+		return fail(gatewayErr(http.StatusBadRequest, CodeThrottlingUser, defaultMessage(CodeThrottlingUser)))
+	}
 	if f := s.takeFault(faultFail, action); f != nil {
 		msg := f.message
 		if msg == "" {

@@ -48,7 +48,13 @@
 //     are ANDed; unregistered IDs are simply absent. An unregistered ID
 //     accepted into an upgrade job is registered then, with the defaults
 //     (HBR upgrades only clients it knows), so the look-up after the job
-//     lists it.
+//     lists it. Both filters are declared "in: formData, style: json"
+//     (the OpenAPI metadata; the official SDKs send them in the body): in
+//     the query they are refused, 400 InvalidParameter (fake's choice: HBR
+//     documents only the body).
+//   - WithQuota: HBR's flow control, per action and rolling minute,
+//     answered 400 Throttling.User beyond (checked after authentication,
+//     before injected faults).
 package hbrtest
 
 import (
@@ -96,6 +102,7 @@ type config struct {
 	accessKeyID   string
 	secret        string
 	securityToken string // "" = the server accepts no STS token
+	quota         int    // calls per action per rolling minute; 0 = none
 }
 
 // WithCredentials sets the only AccessKey pair the server accepts
@@ -252,7 +259,8 @@ type Server struct {
 	jobByID        map[string]*job
 	faults         []*fault
 	calls          []Call
-	changed        chan struct{} // closed and replaced on every new call or job
+	changed        chan struct{}          // closed and replaced on every new call or job
+	admitted       map[string][]time.Time // per action, calls within the quota window
 }
 
 // NewServer starts a fake HBR endpoint on 127.0.0.1 with a random port.

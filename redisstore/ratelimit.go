@@ -30,6 +30,9 @@ type RateLimiter struct {
 	grant   int
 	granted int
 	staleAt time.Time
+	// slowdown, when set, says by how many halvings the rate is cut now
+	// (a shared penalty after HBR throttled; see ActionBudget).
+	slowdown func(ctx context.Context) int
 }
 
 // grantStale bounds how long budget taken from Redis may wait unused:
@@ -67,7 +70,14 @@ func (l *RateLimiter) Wait(ctx context.Context) error {
 		return nil
 	}
 	for {
-		res, err := l.limiter.AllowAtMost(ctx, l.key, l.limit, l.grant)
+		limit, grant := l.limit, l.grant
+		if l.slowdown != nil {
+			if n := l.slowdown(ctx); n > 0 {
+				limit.Rate, limit.Burst = max(1, limit.Rate>>n), max(1, limit.Burst>>n)
+				grant = max(1, grant>>n)
+			}
+		}
+		res, err := l.limiter.AllowAtMost(ctx, l.key, limit, grant)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

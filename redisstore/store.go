@@ -450,7 +450,7 @@ func (s *Store) requestBatches(ctx context.Context, id string, withSpecs bool) (
 func member(w hbrbot.Work) string { return string(w.Kind) + ":" + w.ID }
 
 func parseMember(m string) (hbrbot.Work, bool) {
-	for _, k := range []hbrbot.WorkKind{hbrbot.WorkBatch, hbrbot.WorkExpiry, hbrbot.WorkCardSync, hbrbot.WorkProgress, hbrbot.WorkCommand, hbrbot.WorkClick} {
+	for _, k := range []hbrbot.WorkKind{hbrbot.WorkBatch, hbrbot.WorkExpiry, hbrbot.WorkCardSync, hbrbot.WorkProgress, hbrbot.WorkCommand, hbrbot.WorkClick, hbrbot.WorkLookup} {
 		p := string(k) + ":"
 		if len(m) > len(p) && m[:len(p)] == p {
 			return hbrbot.Work{Kind: k, ID: m[len(p):]}, true

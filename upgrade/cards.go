@@ -8,9 +8,13 @@ import (
 	"github.com/hbrbot/hbrbot"
 )
 
+// requestWork is the scheduled work of a request before its jobs: its
+// expiry, its card's redraws, and a look-up that came after its card.
+type requestWork struct{ *Intake }
+
 // Expire runs a request's expiry: a request still pending at its deadline
 // expires, and its card says so.
-func (in *Intake) Expire(ctx, _ context.Context, l hbrbot.Lease) error {
+func (in requestWork) Expire(ctx, _ context.Context, l hbrbot.Lease) error {
 	expiry := decision{want: hbrbot.RequestExpired, at: in.now()}
 	_, changed, err := changeRequest(ctx, in.store, l.Work.ID, func(r hbrbot.Request) (hbrbot.RequestChange, bool) {
 		return decide(r, expiry)
@@ -29,7 +33,7 @@ func (in *Intake) Expire(ctx, _ context.Context, l hbrbot.Lease) error {
 
 // SyncCard brings a request's card up to date: its approvals, its
 // decision, and once every job has ended, their outcome.
-func (in *Intake) SyncCard(ctx, _ context.Context, l hbrbot.Lease) error {
+func (in requestWork) SyncCard(ctx, _ context.Context, l hbrbot.Lease) error {
 	r, err := in.store.Request(ctx, l.Work.ID)
 	if errors.Is(err, hbrbot.ErrNotFound) {
 		in.lostRequest(ctx, l)
@@ -55,7 +59,7 @@ func (in *Intake) SyncCard(ctx, _ context.Context, l hbrbot.Lease) error {
 // lostRequest reports a request missing from Redis while its work is
 // scheduled: an error, a metric and an audit record, never a silent drop.
 // Its batches, if any, report in their threads from the in-flight index.
-func (in *Intake) lostRequest(ctx context.Context, l hbrbot.Lease) {
+func (in requestWork) lostRequest(ctx context.Context, l hbrbot.Lease) {
 	in.obs.StateLost("request")
 	in.log.ErrorContext(ctx, "request state lost from Redis while scheduled (evicted or deleted?)",
 		"request", l.Work.ID, "work", l.Work.Kind)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/hbr"
 )
 
 // clientLookup finds backup clients in HBR.
@@ -32,7 +33,7 @@ const preflightTimeout = 3 * time.Second
 func (f fleet) preflight(ctx context.Context, spec hbrbot.UpgradeSpec) ([]hbrbot.ClientInfo, string) {
 	ctx, cancel := context.WithTimeout(ctx, preflightTimeout)
 	defer cancel()
-	clients, err := f.hbr.DescribeBackupClients(ctx, spec.Region, spec.Targets, spec.CrossAccount)
+	clients, err := f.hbr.DescribeBackupClients(withPriority(ctx, hbr.Priority{Class: hbr.Informs}), spec.Region, spec.Targets, spec.CrossAccount)
 	if err != nil {
 		f.log.WarnContext(ctx, "preflight look-up failed", "err", err)
 		return nil, lookupFailure(err)
@@ -57,7 +58,7 @@ func lookupFailure(err error) string {
 func (f fleet) outdated(ctx context.Context, spec hbrbot.UpgradeSpec) (hbrbot.UpgradeSpec, []hbrbot.ClientInfo, Notice) {
 	lctx, cancel := context.WithTimeout(ctx, 3*preflightTimeout) // a whole region, page by page
 	defer cancel()
-	all, err := f.hbr.DescribeBackupClients(lctx, spec.Region, hbrbot.Targets{}, spec.CrossAccount)
+	all, err := f.hbr.DescribeBackupClients(withPriority(lctx, hbr.Priority{Class: hbr.Informs}), spec.Region, hbrbot.Targets{}, spec.CrossAccount)
 	if err != nil {
 		f.log.WarnContext(ctx, "list clients", "region", spec.Region, "err", err)
 		return spec, nil, Notice{Kind: NoticeListFailed, Region: spec.Region, Reason: hbrbot.ErrorCode(err)}

@@ -239,7 +239,7 @@ func (in *Intake) request(ctx context.Context, inv Invocation, spec hbrbot.Upgra
 			return n
 		}
 	} else {
-		preflight, preflightFailure = in.fleet.preflight(ctx, spec)
+		preflight, preflightFailure = requestWork{in}.preflight(ctx, spec)
 	}
 	var skipped []string
 	if preflightFailure == "" && !spec.Force {
@@ -284,6 +284,7 @@ func (in *Intake) request(ctx context.Context, inv Invocation, spec hbrbot.Upgra
 	}
 	in.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditRequestPosted, RequestID: r.ID, Actor: "hbrbot",
 		Channel: r.ChannelID, Fields: map[string]string{"card_ts": ts}})
+	requestWork{in}.lookUpLater(ctx, r)
 	return Notice{}
 }
 

@@ -168,7 +168,7 @@ func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 		}
 		// Saved whatever time the step left ctx: a submission's answer
 		// must be kept.
-		run.lease, err = j.save(ctx, run, next)
+		run.lease, err = submissions{j}.save(ctx, run, next)
 		if errors.Is(err, hbrbot.ErrNotFound) {
 			return j.lostBatch(ctx, run.lease, "batch")
 		}

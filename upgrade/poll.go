@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/hbr"
 )
 
 // submit calls UpgradeBackupClients for b and returns b's status as it
@@ -24,6 +25,13 @@ func (j *Jobs) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) hbr
 	}
 	sub, err := j.hbr.UpgradeBackupClients(ctx, b.Region, b.Targets, b.CrossAccount)
 	now := j.now()
+	if errors.Is(err, hbr.ErrNoBudget) {
+		// Never sent (the shared budget had no room in time): pending
+		// again, submitted by whichever replica claims it next.
+		log.InfoContext(ctx, "no budget to submit in time; submitting later", "err", err)
+		st.State = hbrbot.BatchPending
+		return st
+	}
 	fields := map[string]string{"action": "UpgradeBackupClients", "batch": b.Key(), "ids": strings.Join(b.Targets.All(), ","),
 		"region": b.Region, "hbr_request_id": sub.RequestID, "task_id": sub.TaskID, "error_code": hbrbot.ErrorCode(err)}
 	if errors.Is(err, hbrbot.ErrOutcomeUnknown) {
@@ -71,7 +79,7 @@ func (j *Jobs) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) hbr
 // step follows).
 func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
 	b := &run.status
-	task, err := j.hbr.DescribeTask(ctx, b.Region, b.TaskID)
+	task, err := j.hbr.DescribeTask(withPriority(ctx, pollPriority(*b, j.now())), b.Region, b.TaskID)
 	b.Polls++
 	now := j.now()
 	finalStatus, final := task.Final()
@@ -94,6 +102,11 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 		run.log.WarnContext(ctx, "job timed out; last poll failed", "task", b.TaskID, "err", err)
 		b.State, b.Final, b.Ended = hbrbot.BatchFinished, hbrbot.JobTimedOut, now
 		return hbrbot.Hold(), nil
+	case errors.Is(err, hbr.ErrNoBudget):
+		// Never sent: DescribeTask's budget is spent on jobs more likely
+		// to have ended. Not a poll; this one comes back soon.
+		b.Polls--
+		return hbrbot.DueAt(now.Add(j.poll.min)), nil
 	case err != nil:
 		run.log.WarnContext(ctx, "describe task failed; polling on", "task", b.TaskID, "err", err)
 		return hbrbot.DueAt(j.poll.next(*b, now)), nil
@@ -118,7 +131,9 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 	} else {
 		b.Final = hbrbot.JobTimedOut // the clients may have moved regardless: verified too
 	}
-	j.verify(ctx, b, full.Targets, run.log)
+	if err := j.verify(ctx, b, full.Targets, run.log); err != nil {
+		return hbrbot.Next{}, err
+	}
 	return hbrbot.Hold(), nil
 }
 
@@ -128,10 +143,11 @@ const verifyAttempts = 3
 
 // verify looks the batch's clients up again once the job ended: their
 // state decides every ID's outcome (Batch.Outcomes). A failed look-up is
-// tried again, with backoff, up to verifyAttempts times.
-func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot.Targets, log *slog.Logger) {
+// tried again, with backoff, up to verifyAttempts times; one that got no
+// HBR budget asked nothing, and the step runs again shortly.
+func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot.Targets, log *slog.Logger) error {
 	if b.DryRun {
-		return
+		return nil
 	}
 	wait := j.verifyBackoff
 	if wait <= 0 {
@@ -140,9 +156,16 @@ func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot
 	var err error
 	for attempt := 1; ; attempt++ {
 		var after []hbrbot.ClientInfo
-		if after, err = j.hbr.DescribeBackupClients(ctx, b.Region, targets, b.CrossAccount); err == nil {
+		after, err = j.hbr.DescribeBackupClients(withPriority(ctx, hbr.Priority{Class: hbr.Moves, Rank: b.Ended}), b.Region, targets, b.CrossAccount)
+		if errors.Is(err, hbr.ErrNoBudget) {
+			// Nothing was asked: the step is run again shortly (its poll
+			// too, as nothing of it was saved) rather than reporting the
+			// versions unverified.
+			return retryIn{err: err, after: j.poll.min}
+		}
+		if err == nil {
 			b.After, b.VerifyFailure, b.VerifiedAt = after, "", j.now()
-			return
+			return nil
 		}
 		if attempt == verifyAttempts || !sleepCtx(ctx, wait) {
 			break
@@ -152,6 +175,7 @@ func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot
 	}
 	log.WarnContext(ctx, "verification look-up failed; the report says so per ID", "err", err)
 	b.VerifyFailure = lookupFailure(err)
+	return nil
 }
 
 // sleepCtx waits d, false when ctx ends first.
@@ -165,6 +189,16 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
+
+// retryIn is an error that has the step run again after a while.
+type retryIn struct {
+	err   error
+	after time.Duration
+}
+
+func (r retryIn) Error() string             { return r.err.Error() }
+func (r retryIn) Unwrap() error             { return r.err }
+func (r retryIn) RetryAfter() time.Duration { return r.after }
 
 // pollPolicy says when to ask about a job again.
 type pollPolicy struct {

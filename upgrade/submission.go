@@ -8,6 +8,11 @@ import (
 	"github.com/hbrbot/hbrbot"
 )
 
+// submissions is what a submission needs beyond its step: keeping HBR's
+// answer, taking over one whose answer was lost, and saving the batch
+// under its lease (Advance's one place of saving).
+type submissions struct{ *Jobs }
+
 // submitting calls UpgradeBackupClients, when this holder marked the batch
 // submitting itself. HBR's answer is kept first in its own small key
 // (SaveAnswer), then in the batch, each retried while the lease holds.
@@ -16,7 +21,7 @@ import (
 // verifies the IDs once the job must have ended. Never a second call.
 func (j *Jobs) submitting(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
 	if !run.submitter {
-		return j.takeOver(ctx, run)
+		return submissions{j}.takeOver(ctx, run)
 	}
 	b, err := j.batch(ctx, run)
 	if err != nil {
@@ -36,9 +41,9 @@ func (j *Jobs) submitting(ctx context.Context, run *batchRun) (hbrbot.Next, erro
 		// Nobody knows whether HBR started a job: the IDs are looked up
 		// once it must have ended, by whichever replica holds it then.
 		run.status.State, run.status.Final = hbrbot.BatchSubmitting, ""
-		return hbrbot.DueAt(j.resolveAt(run.status)), nil
+		return hbrbot.DueAt(submissions{j}.resolveAt(run.status)), nil
 	case st.TaskID != "":
-		j.keepAnswer(ctx, run, hbrbot.Submission{TaskID: st.TaskID, Invalid: st.Invalid})
+		submissions{j}.keepAnswer(ctx, run, hbrbot.Submission{TaskID: st.TaskID, Invalid: st.Invalid})
 	}
 	// Due at once, so the reports go out under a fresh lease.
 	return hbrbot.DueAt(j.now()), nil
@@ -51,7 +56,7 @@ const unknownVerifyTries = 8
 
 // resolveAt is when a submission whose answer was lost is verified: the
 // task timeout after it began (HBR's own jobs end within 15 minutes).
-func (j *Jobs) resolveAt(st hbrbot.BatchStatus) time.Time {
+func (j submissions) resolveAt(st hbrbot.BatchStatus) time.Time {
 	return st.SubmitAt.Add(j.opts.TaskTimeout)
 }
 
@@ -59,7 +64,7 @@ func (j *Jobs) resolveAt(st hbrbot.BatchStatus) time.Time {
 // mark it: it follows the job whose answer the holder before kept, or,
 // with no answer kept, waits until the job must have ended and then
 // verifies every ID with DescribeBackupClients.
-func (j *Jobs) takeOver(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
+func (j submissions) takeOver(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
 	st := &run.status
 	sub, found, err := j.store.Answer(ctx, st.Key())
 	if err != nil {
@@ -91,7 +96,9 @@ func (j *Jobs) takeOver(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 	if err != nil {
 		return hbrbot.Next{}, err
 	}
-	j.verify(ctx, st, b.Targets, run.log)
+	if err := j.verify(ctx, st, b.Targets, run.log); err != nil {
+		return hbrbot.Next{}, err
+	}
 	if !st.Verified() && st.Polls < unknownVerifyTries {
 		// Nothing else can tell what became of these IDs: look again later
 		// rather than report them unknown.
@@ -115,7 +122,7 @@ func boolText(b bool) string {
 // keepAnswer writes HBR's answer to its own key, retried with backoff
 // while the lease holds: with Redis stalled as HBR answers, the answer
 // is kept as soon as Redis is back.
-func (j *Jobs) keepAnswer(ctx context.Context, run *batchRun, sub hbrbot.Submission) {
+func (j submissions) keepAnswer(ctx context.Context, run *batchRun, sub hbrbot.Submission) {
 	err := j.whileLeased(ctx, run, func(ctx context.Context) error {
 		return j.store.SaveAnswer(ctx, run.status.Key(), sub)
 	})
@@ -126,7 +133,7 @@ func (j *Jobs) keepAnswer(ctx context.Context, run *batchRun, sub hbrbot.Submiss
 
 // save writes the batch after a step; the save of a submission's answer
 // is retried while the lease holds.
-func (j *Jobs) save(ctx context.Context, run *batchRun, next hbrbot.Next) (hbrbot.Lease, error) {
+func (j submissions) save(ctx context.Context, run *batchRun, next hbrbot.Next) (hbrbot.Lease, error) {
 	var after hbrbot.Lease
 	saveOnce := func(ctx context.Context) error {
 		var err error
@@ -154,7 +161,7 @@ func cmpLease(after, before hbrbot.Lease, err error) hbrbot.Lease {
 // whileLeased runs f until it succeeds, backing off, while the lease
 // holds (each try bounded by storeTimeout and the lease). A lost lease
 // ends it at once.
-func (j *Jobs) whileLeased(ctx context.Context, run *batchRun, f func(context.Context) error) error {
+func (j submissions) whileLeased(ctx context.Context, run *batchRun, f func(context.Context) error) error {
 	wait := 50 * time.Millisecond
 	for {
 		end := run.lease.Until.Add(-250 * time.Millisecond)

@@ -174,8 +174,10 @@ func New(store Store, flood Floodgate, h HBR, chat Chat, p Settings, o Options) 
 	intake.limits = limits{gate: flood, settings: p, now: o.Now}
 	sched.Handle(hbrbot.WorkBatch, jobs.Advance)
 	sched.Handle(hbrbot.WorkProgress, progress.Show)
-	sched.Handle(hbrbot.WorkExpiry, intake.Expire)
-	sched.Handle(hbrbot.WorkCardSync, intake.SyncCard)
+	requests := requestWork{intake}
+	sched.Handle(hbrbot.WorkExpiry, requests.Expire)
+	sched.Handle(hbrbot.WorkCardSync, requests.SyncCard)
+	sched.Handle(hbrbot.WorkLookup, requests.LookUp)
 	durable := newDurable(intake, store, o)
 	sched.Handle(hbrbot.WorkCommand, durable.Run)
 	sched.Handle(hbrbot.WorkClick, durable.Run)

@@ -53,6 +53,12 @@ type Options struct {
 	MinInterval  time.Duration
 	// HBRRateLimit is HBRBOT_HBR_RATE_LIMIT (calls a minute, all replicas).
 	HBRRateLimit int
+	// HBRRateLimits, when set, is HBRBOT_HBR_RATE_LIMITS (each action's
+	// budget); empty: the bot's defaults (480 each).
+	HBRRateLimits string
+	// Quota, when positive, makes hbrtest enforce HBR's flow control:
+	// Quota calls per action per rolling minute, Throttling.User beyond.
+	Quota int
 	// Lease is HBRBOT_LEASE.
 	Lease time.Duration
 	// Env is more KEY=VALUE for every replica; they win over the above.
@@ -79,7 +85,9 @@ type Options struct {
 func Small() Options {
 	return Options{Replicas: 2, Commands: 20, InFlight: 20, Jobs: 40, IDsPerJob: 100,
 		MinDuration: time.Second, MaxDuration: 4 * time.Second, Seed: 1, Model: "wall",
-		PollInterval: 500 * time.Millisecond, HBRRateLimit: 6000, Lease: 5 * time.Second}
+		PollInterval: 500 * time.Millisecond, HBRRateLimit: 6000, Lease: 5 * time.Second,
+		// Far above the bot's defaults: the preset measures the bot, fast.
+		HBRRateLimits: "DescribeTask=6000,UpgradeBackupClients=6000,DescribeBackupClients=6000"}
 }
 
 // Defaults are the flags' defaults: 200 commands and 1000 jobs, a run of
@@ -111,6 +119,7 @@ func (o Options) validate() error {
 	check(o.Policy == "" || o.Policy == "fixed" || o.Policy == "adaptive", "policy must be fixed or adaptive")
 	check(o.Lease >= 5*time.Second, "lease must be at least 5s (the bot's minimum)")
 	check(o.HBRRateLimit >= 1 && o.HBRRateLimit <= 60000, "hbr-rate-limit must be between 1 and 60000")
+	check(o.Quota >= 0, "quota must not be negative")
 	for _, kv := range o.Env {
 		k, _, ok := strings.Cut(kv, "=")
 		check(ok && k != "", "env %q is not KEY=VALUE", kv)
@@ -344,7 +353,11 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 
 	slack := slacktest.NewServer()
 	defer slack.Close()
-	hbr := hbrtest.NewServer()
+	var hbrOpts []hbrtest.Option
+	if o.Quota > 0 {
+		hbrOpts = append(hbrOpts, hbrtest.WithQuota(o.Quota))
+	}
+	hbr := hbrtest.NewServer(hbrOpts...)
 	defer hbr.Close()
 	wall := o.Model == "wall"
 	if wall {
@@ -391,6 +404,9 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 	}
 	if o.Policy != "" {
 		env = append(env, "HBRBOT_POLL_POLICY="+o.Policy)
+	}
+	if o.HBRRateLimits != "" {
+		env = append(env, "HBRBOT_HBR_RATE_LIMITS="+o.HBRRateLimits)
 	}
 	if o.MinInterval > 0 {
 		env = append(env, "HBRBOT_POLL_MIN_INTERVAL="+o.MinInterval.String())

@@ -71,6 +71,8 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	fs.DurationVar(&o.MinInterval, "min-interval", 0, "HBRBOT_POLL_MIN_INTERVAL (0: the bot's default)")
 	fs.IntVar(&o.HBRRateLimit, "hbr-rate-limit", d.HBRRateLimit, "HBRBOT_HBR_RATE_LIMIT, calls a minute for all replicas (the bot allows at most 60000)")
 	fs.DurationVar(&o.Lease, "lease", d.Lease, "HBRBOT_LEASE (at least 5s)")
+	fs.StringVar(&o.HBRRateLimits, "hbr-rate-limits", d.HBRRateLimits, "HBRBOT_HBR_RATE_LIMITS, ACTION=N,... (empty: the bot's defaults, 480 each)")
+	fs.IntVar(&o.Quota, "quota", 0, "make the fake HBR enforce its flow control: calls per action per rolling minute (HBR: 600; 0: none)")
 	fs.Var(&env, "env", "KEY=VALUE for every replica (repeatable); wins over the bench's own settings")
 	fs.StringVar(&o.Bot, "bot", "", "a prebuilt hbrbot binary (default: go build ./cmd/hbrbot)")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "bound on one run (default: longest job + 30 intervals + 2m)")
@@ -103,6 +105,9 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 		pickD("min-duration", &o.MinDuration, s.MinDuration)
 		pickD("max-duration", &o.MaxDuration, s.MaxDuration)
 		pickD("interval", &o.PollInterval, s.PollInterval)
+		if !set["hbr-rate-limits"] {
+			o.HBRRateLimits = s.HBRRateLimits
+		}
 	}
 	o.Env = env
 	if !*quiet {

@@ -30,6 +30,8 @@ type Result struct {
 	RedisBytesPerTrackedJob   float64
 	RedisStateBytesPerJob     float64 // keys but the audit stream, by MEMORY USAGE
 	Jobs, FinalReports        int
+	CardsWithoutLookup        int
+	Throttled                 int      // HBR calls answered Throttling*
 	Problems                  []string // broken promises (duplicates, missing reports, ...)
 	WorkDir                   string   // with Options.KeepDir
 	lines                     []kv
@@ -107,9 +109,17 @@ func collect(o Options, p plan, c collected) *Result {
 
 	// Acks, as the fake measured them: first delivery to ack.
 	slash, click := map[string]bool{}, map[string]bool{}
-	var cardLat, decideLat, startLat []float64
+	var cardLat, postLat, decideLat, startLat []float64
+	deferred, noLookup := 0, 0
 	for _, st := range c.states {
 		s := c.tap.cmdCopy(st)
+		postLat = append(postLat, s.postedAt.Sub(s.sentAt).Seconds())
+		if s.deferred {
+			deferred++
+		}
+		if s.noLookup {
+			noLookup++
+		}
 		slash[s.slashEnv] = true
 		click[s.clickEnv] = true
 		cardLat = append(cardLat, s.cardAt.Sub(s.sentAt).Seconds())
@@ -152,7 +162,11 @@ func collect(o Options, p plan, c collected) *Result {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d envelopes never acknowledged", n))
 	}
 	r.add("envelopes_redelivered", "%d", redelivered)
-	r.add("card_latency_p50_p99", "%s %s", ms(durs(cardLat, 0.5)), ms(durs(cardLat, 0.99)))
+	r.add("card_latency_p50_p99", "%s %s (command -> card showing its look-up)", ms(durs(cardLat, 0.5)), ms(durs(cardLat, 0.99)))
+	r.add("card_posted_p50_p99", "%s %s (command -> card posted, perhaps still looking up)", ms(durs(postLat, 0.5)), ms(durs(postLat, 0.99)))
+	r.add("cards_lookup_deferred", "%d of %d (posted at once, redrawn when the look-up landed)", deferred, len(c.states))
+	r.add("cards_without_lookup", "%d", noLookup)
+	r.CardsWithoutLookup = noLookup
 	r.add("decision_shown_p50_p99", "%s %s", ms(durs(decideLat, 0.5)), ms(durs(decideLat, 0.99)))
 	r.add("approve_to_started_report_p50_p99", "%s %s", ms(durs(startLat, 0.5)), ms(durs(startLat, 0.99)))
 
@@ -349,6 +363,7 @@ func collect(o Options, p plan, c collected) *Result {
 		r.add("bot_warnings", "%s", fmtCounts(warnMsgs))
 	}
 	r.add("bench_process_cpu_seconds", "%.2f (the fakes and this driver)", c.selfCPU)
+	quotaLines(r, o, p, c)
 	if r.WorkDir != "" {
 		r.add("work_dir", "%s", r.WorkDir)
 	}
@@ -419,5 +434,55 @@ func PrintComparison(w io.Writer, rs []*Result) {
 	}
 	if len(rs) == 2 && rs[0].CallsPerJob > 0 {
 		fmt.Fprintf(w, "adaptive_vs_fixed_calls: %.2fx\n", rs[1].CallsPerJob/rs[0].CallsPerJob)
+	}
+}
+
+// quotaLines says, per HBR action, the calls made and throttled, and how
+// the time to the last report compares with the bound the quota sets: for
+// each action, the calls it needs at least (a submission and a poll per
+// job; a look-up before each card and after each job, in pages of 99
+// IDs) divided by its quota (HBR's 600 a minute when -quota is not set).
+func quotaLines(r *Result, o Options, p plan, c collected) {
+	quota := o.Quota
+	if quota <= 0 {
+		quota = 600
+	}
+	preflightIDs, verifyIDs := 0, 0
+	for _, cmd := range p.cmds {
+		preflightIDs += len(cmd.ids)
+	}
+	for _, j := range p.jobs {
+		verifyIDs += j.ids
+	}
+	pages := func(n int) int { return (n + 98) / 99 }
+	need := map[string]int{
+		hbrtest.ActionUpgradeBackupClients:  len(p.jobs),
+		hbrtest.ActionDescribeTask:          len(p.jobs),
+		hbrtest.ActionDescribeBackupClients: pages(preflightIDs) + pages(verifyIDs),
+	}
+	var bound time.Duration
+	binding := ""
+	for _, action := range []string{hbrtest.ActionUpgradeBackupClients, hbrtest.ActionDescribeTask, hbrtest.ActionDescribeBackupClients} {
+		made, throttled := len(c.hbr.Calls(action)), c.hbr.Throttled(action)
+		r.Throttled += throttled
+		b := time.Duration(float64(need[action]) / float64(quota) * float64(time.Minute))
+		r.add("hbr_calls_"+action, "%d made, %d throttled (needs at least %d: %.1fs at %d/min)", made, throttled, need[action], b.Seconds(), quota)
+		if b > bound {
+			bound, binding = b, action
+		}
+	}
+	quotaText := "none enforced"
+	if o.Quota > 0 {
+		quotaText = fmt.Sprintf("%d/min per action, enforced by the fake", o.Quota)
+	}
+	r.add("hbr_quota", "%s", quotaText)
+	counts := c.tap.counts()
+	if !counts.final.IsZero() {
+		last := counts.final.Sub(c.began)
+		ratio := last.Seconds() / bound.Seconds()
+		r.add("last_report_vs_bound", "%.1fs against %.1fs (%s at %d/min; longest job %s): %.2fx", last.Seconds(), bound.Seconds(), binding, quota, o.MaxDuration, ratio)
+	}
+	if o.Quota > 0 && r.Throttled > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d HBR calls throttled under the quota", r.Throttled))
 	}
 }

@@ -18,9 +18,13 @@ type cmdState struct {
 	channel  string
 	sentAt   time.Time
 	slashEnv string
-	cardAt   time.Time
-	clickAt  time.Time
-	clickEnv string
+	cardAt   time.Time // the card shows its look-up (or that it failed)
+	postedAt time.Time // the card was posted (perhaps "looking up…")
+	// deferred: posted before its look-up; noLookup: the card says it
+	// could not look the clients up.
+	deferred, noLookup bool
+	clickAt            time.Time
+	clickEnv           string
 	// decidedAt is the card's chat.update (approved or cancelled).
 	decidedAt time.Time
 	startedAt time.Time // first "started" report in the thread
@@ -123,9 +127,13 @@ func (t *slackTap) onPost(c slacktest.Call) {
 	defer t.mu.Unlock()
 	st := t.cmds[channel]
 	if thread == "" {
-		if st != nil && st.cardAt.IsZero() {
-			st.cardAt = c.At
-			close(st.cardSeen)
+		if st != nil && st.postedAt.IsZero() {
+			st.postedAt = c.At
+			if strings.Contains(c.Form.Get("blocks"), lookingUp) {
+				st.deferred = true
+			} else {
+				t.lookupShown(st, c)
+			}
 		}
 		return
 	}
@@ -174,10 +182,27 @@ func (t *slackTap) onUpdate(c slacktest.Call) {
 		return
 	}
 	text := c.Form.Get("text") + c.Form.Get("blocks")
+	if !strings.Contains(text, lookingUp) {
+		t.lookupShown(st, c) // a deferred look-up landed
+	}
 	if strings.Contains(text, "Approved by") || strings.Contains(text, "Cancelled by") {
 		st.decidedAt = c.At
 		close(st.decided)
 	}
+}
+
+// lookingUp is what a card says while its look-up is deferred.
+const lookingUp = "Looking the clients up"
+
+// lookupShown records the first version of st's card that shows its
+// look-up. Caller holds t.mu.
+func (t *slackTap) lookupShown(st *cmdState, c slacktest.Call) {
+	if !st.cardAt.IsZero() {
+		return
+	}
+	st.cardAt = c.At
+	st.noLookup = strings.Contains(c.Form.Get("text")+c.Form.Get("blocks"), "Could not look the clients up")
+	close(st.cardSeen)
 }
 
 func (t *slackTap) onTold(c slacktest.Call) {
@@ -239,5 +264,6 @@ func (t *slackTap) cmdCopy(c *cmdState) cmdState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return cmdState{channel: c.channel, sentAt: c.sentAt, slashEnv: c.slashEnv, cardAt: c.cardAt,
+		postedAt: c.postedAt, deferred: c.deferred, noLookup: c.noLookup,
 		clickAt: c.clickAt, clickEnv: c.clickEnv, decidedAt: c.decidedAt, startedAt: c.startedAt}
 }

@@ -64,7 +64,8 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 		"HBR_ENDPOINT":                    h.hbr.URL(),
 		"REDIS_URL":                       h.redis.URL(),
 		"HBRBOT_POLL_INTERVAL":            "100ms",
-		"HBRBOT_HBR_RATE_LIMIT":           "6000", // tests poll fast; the limit has its own tests
+		"HBRBOT_HBR_RATE_LIMIT":           "6000",                                                                   // tests poll fast; the limit has its own tests
+		"HBRBOT_HBR_RATE_LIMITS":          "DescribeTask=6000,UpgradeBackupClients=6000,DescribeBackupClients=6000", // TestQuota sets its own
 		// One test user sends most commands: the flood limits have their own test.
 		"HBRBOT_USER_COMMANDS": "10000", "HBRBOT_CHANNEL_COMMANDS": "10000", "HBRBOT_USER_PENDING": "10000",
 		"HBRBOT_HTTP_ADDR": freeAddr(t),

@@ -1,0 +1,182 @@
+package hbr
+
+import (
+	"context"
+
+	"net/http"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/hbrtest"
+)
+
+func targetsOf(ns ...int) hbrbot.Targets {
+	var t hbrbot.Targets
+	for _, n := range ns {
+		t.InstanceIDs = append(t.InstanceIDs, instanceID(n))
+	}
+	return t
+}
+
+// TestBatcherMerges: look-ups of one region and account that wait at the
+// same moment share calls of at most a page of IDs (here the batch goes
+// when it holds a page; its window is an hour), and each waiter gets
+// exactly the clients it asked for. The ID filters go in the form body.
+func TestBatcherMerges(t *testing.T) {
+	tests := []struct {
+		name      string
+		waiters   [][]int // each waiter's instance numbers
+		wantCalls []int   // IDs named by each call, sorted
+	}{
+		{"three look-ups of 33 IDs: one call", [][]int{seq(0, 33), seq(33, 66), seq(66, 99)}, []int{99}},
+		{"two of 60: a page and the rest", [][]int{seq(0, 60), seq(60, 120)}, []int{21, 99}},
+		// No two fill a page, so the batch goes with all three in it.
+		{"overlapping IDs named once", [][]int{seq(0, 45), seq(30, 75), seq(60, 99)}, []int{99}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			srv := newServer(t)
+			register(srv, 200)
+			o := testOptions(srv.Host())
+			o.LookupWindow = time.Hour
+			c := newClient(t, o)
+			got := make([][]hbrbot.ClientInfo, len(tc.waiters))
+			errs := make([]error, len(tc.waiters))
+			var wg sync.WaitGroup
+			for i, ns := range tc.waiters {
+				wg.Go(func() { got[i], errs[i] = c.DescribeBackupClients(ctx, testRegion, targetsOf(ns...), nil) })
+			}
+			wg.Wait()
+			for i, ns := range tc.waiters {
+				if errs[i] != nil {
+					t.Fatalf("waiter %d: %v", i, errs[i])
+				}
+				if !reflect.DeepEqual(got[i], wants(ns...)) {
+					t.Errorf("waiter %d got %d clients, want %d (or not the same)", i, len(got[i]), len(ns))
+				}
+			}
+			var sizes []int
+			for _, call := range srv.Calls(hbrtest.ActionDescribeBackupClients) {
+				if call.Query.Has("InstanceIds") || !call.Form.Has("InstanceIds") {
+					t.Errorf("InstanceIds not (only) in the form: query %v form %v", call.Query, call.Form)
+				}
+				sizes = append(sizes, len(sentIDs(t, call, "InstanceIds")))
+			}
+			slices.Sort(sizes)
+			if !slices.Equal(sizes, tc.wantCalls) {
+				t.Errorf("calls named %v IDs, want %v", sizes, tc.wantCalls)
+			}
+		})
+	}
+}
+
+// TestBatcherKeys: look-ups of other regions or accounts are not merged.
+func TestBatcherKeys(t *testing.T) {
+	ctx := testCtx(t)
+	srv := newServer(t)
+	register(srv, 10)
+	o := testOptions(srv.Host())
+	o.LookupWindow = 50 * time.Millisecond // these never fill a page
+	c := newClient(t, o)
+	cross := &hbrbot.CrossAccount{UserID: 1234567890123456, RoleName: "hbrcrossrole"}
+	var wg sync.WaitGroup
+	for _, k := range []struct {
+		region string
+		cross  *hbrbot.CrossAccount
+	}{{testRegion, nil}, {"cn-shanghai", nil}, {testRegion, cross}} {
+		wg.Go(func() {
+			if _, err := c.DescribeBackupClients(ctx, k.region, targetsOf(1, 2), k.cross); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(srv.Calls(hbrtest.ActionDescribeBackupClients)); n != 3 {
+		t.Errorf("%d calls, want 3 (one per region and account)", n)
+	}
+}
+
+// TestBatcherErrorsAndLeaving: a failed shared call's error reaches every
+// waiter that needed it; a waiter whose context ends leaves, and the
+// others still get their answer.
+func TestBatcherErrorsAndLeaving(t *testing.T) {
+	t.Run("error to every waiter", func(t *testing.T) {
+		ctx := testCtx(t)
+		srv := newServer(t)
+		register(srv, 100)
+		srv.FailNext(hbrtest.ActionDescribeBackupClients, 1, http.StatusForbidden, "Forbidden.RAM")
+		o := testOptions(srv.Host())
+		o.LookupWindow = time.Hour
+		c := newClient(t, o)
+		errs := make([]error, 3)
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Go(func() { _, errs[i] = c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(33*i, 33*i+33)...), nil) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if hbrbot.ErrorCode(err) != "Forbidden.RAM" {
+				t.Errorf("waiter %d: %v, want Forbidden.RAM", i, err)
+			}
+		}
+		if n := len(srv.Calls(hbrtest.ActionDescribeBackupClients)); n != 1 {
+			t.Errorf("%d calls, want 1", n)
+		}
+	})
+	t.Run("a waiter leaves", func(t *testing.T) {
+		ctx := testCtx(t)
+		srv := newServer(t)
+		register(srv, 100)
+		o := testOptions(srv.Host())
+		o.LookupWindow = time.Hour
+		c := newClient(t, o)
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		// Joins the batch, then leaves at once: its context has ended.
+		if _, err := c.DescribeBackupClients(gone, testRegion, targetsOf(seq(0, 50)...), nil); err != context.Canceled {
+			t.Fatalf("left waiter: %v", err)
+		}
+		got, err := c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(50, 99)...), nil) // fills the page
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, wants(seq(50, 99)...)) {
+			t.Errorf("got %d clients, want 49", len(got))
+		}
+	})
+}
+
+// TestThrottlingReported: a Throttling answer is reported to the budget
+// for that action, and the call retried.
+func TestThrottlingReported(t *testing.T) {
+	ctx := testCtx(t)
+	srv := newServer(t)
+	srv.FailNext(hbrtest.ActionDescribeTask, 1, http.StatusBadRequest, hbrtest.CodeThrottlingUser)
+	b := &stepBudget{grants: make(chan struct{}, 10), throttled: make(chan string, 10)}
+	for range 10 {
+		b.grants <- struct{}{}
+	}
+	o := testOptions(srv.Host())
+	o.Budget = b
+	c := newClient(t, o)
+	task := startJob(t, ctx, c, "i-a")
+	if _, err := c.DescribeTask(WithPriority(ctx, Priority{Class: Informs}), testRegion, task); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-b.throttled:
+		if a != "DescribeTask" {
+			t.Errorf("throttled %q", a)
+		}
+	default:
+		t.Error("throttling not reported")
+	}
+	if n := len(b.grants); n != 7 {
+		t.Errorf("%d grants used, want 3 (a submission, a throttled poll, its retry)", 10-n)
+	}
+}

@@ -1,0 +1,127 @@
+package redisstore
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+)
+
+// PenaltyFor is how long an action runs at a reduced rate after HBR
+// throttled it: each throttling (at most one a PenaltyStep apart) halves
+// the action's rate again, down to an eighth, for every replica; PenaltyFor
+// after the last one the rate is whole again.
+const (
+	PenaltyFor  = 30 * time.Second
+	PenaltyStep = 2 * time.Second
+	maxPenalty  = 3
+	// penaltyFresh is how long a replica trusts the penalty it read.
+	penaltyFresh = time.Second
+)
+
+// ActionBudget is a budget per HBR action that all replicas share: one
+// GCRA limiter (RateLimiter) per action, slowed by a shared penalty key
+// when HBR answers Throttling. Actions without a budget are not limited
+// here.
+type ActionBudget struct {
+	rdb      redis.UniversalClient
+	limiters map[string]*RateLimiter
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	penalty map[string]penaltyRead
+}
+
+type penaltyRead struct {
+	level int
+	at    time.Time
+}
+
+// NewActionBudget allows each action perMinute[action] calls a minute, all
+// replicas together.
+func NewActionBudget(rdb redis.UniversalClient, perMinute map[string]int, log *slog.Logger) *ActionBudget {
+	b := &ActionBudget{rdb: rdb, limiters: map[string]*RateLimiter{}, log: log, penalty: map[string]penaltyRead{}}
+	for action, n := range perMinute {
+		l := NewRateLimiter(rdb, "hbr:"+action, n, log)
+		// HBR counts calls per rolling minute: a burst of a fifth of the
+		// rate keeps any minute within rate + burst (576 of 600 at the
+		// default 480), while a batch of submissions goes at once.
+		burst := max(1, n/5)
+		l.limit.Burst = burst
+		l.local = rate.NewLimiter(rate.Limit(float64(n)/60), burst)
+		l.slowdown = func(ctx context.Context) int { return b.Penalty(ctx, action) }
+		b.limiters[action] = l
+	}
+	return b
+}
+
+// Wait blocks until a call of action may go, or ctx ends.
+func (b *ActionBudget) Wait(ctx context.Context, action string) error {
+	l := b.limiters[action]
+	if l == nil {
+		return nil
+	}
+	return l.Wait(ctx)
+}
+
+func keyPenalty(action string) string { return Prefix + "hbr-penalty:" + action }
+
+// penaltyScript raises an action's penalty by one halving (at most
+// ARGV[3]) unless it was raised less than a step ago, and keeps it for
+// ARGV[1] ms. It returns the level.
+var penaltyScript = redis.NewScript(`
+local level = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])
+if level == 0 or ttl < tonumber(ARGV[1]) - tonumber(ARGV[2]) then
+  level = math.min(level + 1, tonumber(ARGV[3]))
+  redis.call('SET', KEYS[1], level, 'PX', ARGV[1])
+end
+return level
+`)
+
+// Throttled halves action's rate for every replica for PenaltyFor.
+func (b *ActionBudget) Throttled(ctx context.Context, action string) {
+	if b.limiters[action] == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	level, err := penaltyScript.Run(ctx, b.rdb, []string{keyPenalty(action)},
+		PenaltyFor.Milliseconds(), PenaltyStep.Milliseconds(), maxPenalty).Int()
+	if err != nil {
+		b.log.WarnContext(ctx, "record HBR throttling", "action", action, "err", err)
+		level = 1
+	}
+	b.log.WarnContext(ctx, "HBR throttled an action: slowing it down for every replica", "action", action,
+		"rate_divided_by", 1<<level, "for", PenaltyFor)
+	b.mu.Lock()
+	b.penalty[action] = penaltyRead{level: level, at: time.Now()}
+	b.mu.Unlock()
+}
+
+// Penalty is by how many halvings action's rate is cut now (read from
+// Redis at most once a second per replica).
+func (b *ActionBudget) Penalty(ctx context.Context, action string) int {
+	b.mu.Lock()
+	p, ok := b.penalty[action]
+	b.mu.Unlock()
+	if ok && time.Since(p.at) < penaltyFresh {
+		return p.level
+	}
+	level := 0
+	v, err := b.rdb.Get(ctx, keyPenalty(action)).Result()
+	switch {
+	case err == nil:
+		level, _ = strconv.Atoi(v)
+	case err != redis.Nil:
+		level = p.level // Redis unreachable: keep what was known
+	}
+	b.mu.Lock()
+	b.penalty[action] = penaltyRead{level: level, at: time.Now()}
+	b.mu.Unlock()
+	return level
+}
