@@ -302,6 +302,12 @@ func TestFloodFromOneUser(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("not every flooding command was refused: %v", err)
 	}
+	floodCard := func(c slacktest.Call) bool {
+		return c.Form.Get("thread_ts") == "" && strings.Contains(c.Form.Get("blocks"), "i-flood")
+	}
+	if _, err := h.slack.WaitCalls(h.ctx(), "chat.postMessage", 3, floodCard); err != nil {
+		t.Fatalf("the flooding user's first commands got no cards: %v", err)
+	}
 	cards := 0
 	for _, c := range h.slack.Calls("chat.postMessage") {
 		if c.Form.Get("thread_ts") == "" && strings.Contains(c.Form.Get("blocks"), "i-flood") {
