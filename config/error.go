@@ -48,4 +48,4 @@ func (e *Error) Vars() []string {
 
 // Hint is what hbrbot adds below a refused configuration: where the
 // variables and the Slack tokens are explained.
-const Hint = `Copy .env.example to .env and fill it in. Every variable: "hbrbot help" and README "Run it"; the Slack tokens: README "Slack app".`
+const Hint = `Copy .env.example to .env and fill it in. Every variable: "hbrbot help" and README "Configuration"; the Slack tokens: README "Slack app".`
