@@ -238,6 +238,10 @@ type SubmissionError struct {
 	Message     string `json:"message,omitempty"`
 }
 
+// CodeNotDurable marks a batch not submitted because its submitting mark
+// could not be made durable first.
+const CodeNotDurable = "NotDurable"
+
 // Reasons a look-up failed, besides HBR's own error codes.
 const (
 	FailureTimeout = "timeout"
@@ -292,6 +296,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrLeaseLost: another replica holds the work item now.
 	ErrLeaseLost = errors.New("lease lost")
+	// ErrNotDurable: a write could not be made durable (a replica or the
+	// disk did not acknowledge it in time).
+	ErrNotDurable = errors.New("not durable")
 	// ErrConflict: the request changed since it was read; nothing was
 	// written.
 	ErrConflict = errors.New("request changed meanwhile")

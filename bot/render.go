@@ -389,7 +389,7 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		case b.Error.Unknown:
 			lines = append(lines, "HBR may or may not have started this job, so it was not resubmitted. Check the clients in the HBR console before trying again. ("+unknownReason(b.Error)+")")
 		default:
-			lines = append(lines, fmt.Sprintf("UpgradeBackupClients refused the batch: %s %s", code(b.Error.Code), esc(hbrbot.Excerpt(b.Error.Message, 200))))
+			lines = append(lines, submissionErrorText(b.Error))
 		}
 	}
 	if b.VerifyFailure != "" {
@@ -547,6 +547,14 @@ func answerLostLine(b hbrbot.Batch) string {
 func unverifiedLine(b hbrbot.Batch) string {
 	return ":grey_question: *Not verified*: the clients could not be looked up after the job" + lookupText(b.VerifyFailure, false) +
 		", even after retries. IDs marked _unverified_ are as HBR's Result and the job's status say: check them in the HBR console."
+}
+
+// submissionErrorText says why a batch never became a job.
+func submissionErrorText(e *hbrbot.SubmissionError) string {
+	if e.Code == hbrbot.CodeNotDurable {
+		return "Not submitted: Redis could not make the submission's record durable first (HBRBOT_REDIS_DURABILITY), so a crash could have led to a second submission. Nothing was sent to HBR; retry once Redis has its replica or append-only file back."
+	}
+	return fmt.Sprintf("UpgradeBackupClients refused the batch: %s %s", code(e.Code), esc(hbrbot.Excerpt(e.Message, 200)))
 }
 
 // unknownReason says why a submission's fate is unknown.

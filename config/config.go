@@ -163,6 +163,9 @@ type Config struct {
 	LogFormat string
 	// LogLevel is HBRBOT_LOG_LEVEL: debug, info (default), warn or error.
 	LogLevel slog.Level
+	// RedisDurability is HBRBOT_REDIS_DURABILITY, default auto: auto, none,
+	// replica or aof.
+	RedisDurability string
 	// PProf is HBRBOT_PPROF, default false: serve net/http/pprof under
 	// /debug/pprof/ on PProfAddr.
 	PProf bool
@@ -401,6 +404,12 @@ func (v *validator) validate(raw Config) Config {
 	c.PolicyFile = raw.PolicyFile
 	c.DryRun = raw.DryRun
 	c.PProf = raw.PProf
+	c.RedisDurability = raw.RedisDurability
+	switch raw.RedisDurability {
+	case "auto", "none", "replica", "aof":
+	default:
+		v.add(varRedisDurability, "%s is not auto, none, replica or aof", show(raw.RedisDurability))
+	}
 	c.PProfAddr = v.hostPort(varPProfAddr, raw.PProfAddr)
 	if c.PProfAddr != "" && c.PProfAddr == raw.HTTPAddr {
 		v.add(varPProfAddr, "must differ from HBRBOT_HTTP_ADDR: the profiler is never served on the main port")

@@ -55,6 +55,7 @@ const (
 	varHBREndpoint       = "HBR_ENDPOINT"
 	varRedisURL          = "REDIS_URL"
 	varRedisMode         = "REDIS_MODE"
+	varRedisDurability   = "HBRBOT_REDIS_DURABILITY"
 	varPollInterval      = "HBRBOT_POLL_INTERVAL"
 	varPollPolicy        = "HBRBOT_POLL_POLICY"
 	varPollMinInterval   = "HBRBOT_POLL_MIN_INTERVAL"
@@ -116,6 +117,8 @@ var variables = []variable{
 		func(c *Config) any { return &c.RedisURL }, redactRedisURL},
 	{Variable{Name: varRedisMode, Default: "single", Meaning: "single, sentinel or cluster: what REDIS_URL names"},
 		func(c *Config) any { return &c.RedisMode }, nil},
+	{Variable{Name: varRedisDurability, Default: "auto", Meaning: "how a batch's submitting mark is made durable before UpgradeBackupClients: auto, none, replica (WAIT) or aof (WAITAOF)"},
+		func(c *Config) any { return &c.RedisDurability }, nil},
 	{Variable{Name: varPollInterval, Default: "10s", Meaning: "longest wait between two DescribeTask calls of a job"},
 		func(c *Config) any { return &c.PollInterval }, nil},
 	{Variable{Name: varPollPolicy, Default: "adaptive", Meaning: "adaptive (poll at the job's predicted end) or fixed"},

@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,6 +39,8 @@ const Retention = 7 * 24 * time.Hour
 type Store struct {
 	rdb redis.UniversalClient
 	now func() time.Time
+	// durability is the Durability in force, set by Configure.
+	durability atomic.Value
 }
 
 // New wraps a connected client.
@@ -538,6 +541,10 @@ return 1
 // HoldUntil. An ended batch is kept for the retention period.
 // ErrLeaseLost: nothing written.
 func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error) {
+	return s.saveBatchOn(ctx, s.rdb, l, b, next)
+}
+
+func (s *Store) saveBatchOn(ctx context.Context, on redis.Scripter, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error) {
 	status, err := json.Marshal(b)
 	if err != nil {
 		return l, fmt.Errorf("save batch %s: %w", b.Key(), err)
@@ -546,7 +553,7 @@ func (s *Store) SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchSta
 	if next.Kind == hbrbot.NextEnd {
 		ttl = Retention
 	}
-	after, err := s.fencedSet(ctx, l, next, ttl, keyBatch(b.Key()), string(status), keyBatchSpec(b.Key()))
+	after, err := s.fencedSetOn(ctx, on, l, next, ttl, keyBatch(b.Key()), string(status), keyBatchSpec(b.Key()))
 	if err == nil && next.Kind == hbrbot.NextEnd {
 		// Best effort: a stale entry is read only if the batch goes missing.
 		_ = s.ForgetInflight(ctx, b.Key())
@@ -563,6 +570,11 @@ func (s *Store) Reschedule(ctx context.Context, l hbrbot.Lease, next hbrbot.Next
 // fencedSet writes a batch's status (key and document, then its spec's
 // key, when given) and moves the item as next says, while l holds.
 func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, next hbrbot.Next, ttl time.Duration, keys ...string) (hbrbot.Lease, error) {
+	return s.fencedSetOn(ctx, s.rdb, l, next, ttl, keys...)
+}
+
+// fencedSetOn is fencedSet on one connection (or the pool).
+func (s *Store) fencedSetOn(ctx context.Context, on redis.Scripter, l hbrbot.Lease, next hbrbot.Next, ttl time.Duration, keys ...string) (hbrbot.Lease, error) {
 	score, after := "", l
 	switch next.Kind {
 	case hbrbot.NextHold:
@@ -581,7 +593,7 @@ func (s *Store) fencedSet(ctx context.Context, l hbrbot.Lease, next hbrbot.Next,
 	if len(keys) == 3 {
 		rk, doc = append(rk, keys[0], keys[2]), keys[1]
 	}
-	got, err := fencedSetScript.Run(ctx, s.rdb, rk, member(l.Work), l.Token,
+	got, err := fencedSetScript.Run(ctx, on, rk, member(l.Work), l.Token,
 		doc, strconv.FormatInt(ttl.Milliseconds(), 10), score).Int()
 	if err != nil {
 		return l, fmt.Errorf("save %s: %w", member(l.Work), err)

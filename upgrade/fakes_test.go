@@ -376,6 +376,16 @@ func (s *testStore) CreateRequest(ctx context.Context, r hbrbot.Request) error {
 	return s.Store.CreateRequest(ctx, r)
 }
 
+// SaveBatchDurable fails when told to, with the write made (as Redis
+// would: written, not acknowledged).
+func (s *testStore) SaveBatchDurable(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error) {
+	after, err := s.Store.SaveBatch(ctx, l, b, next)
+	if err == nil {
+		err = s.failing("SaveBatchDurable")
+	}
+	return after, err
+}
+
 func (s *testStore) SetCardTS(ctx context.Context, id, ts string) error {
 	if err := s.failing("SetCardTS"); err != nil {
 		return err

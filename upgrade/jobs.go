@@ -17,6 +17,9 @@ type jobStore interface {
 	BatchStatus(ctx context.Context, key string) (hbrbot.BatchStatus, error)
 	BatchSpec(ctx context.Context, key string) (hbrbot.BatchSpec, error)
 	SaveBatch(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error)
+	// SaveBatchDurable is SaveBatch made durable (a replica, the disk)
+	// before it returns; hbrbot.ErrNotDurable when it could not be.
+	SaveBatchDurable(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error)
 	Reschedule(ctx context.Context, l hbrbot.Lease, next hbrbot.Next) error
 	Schedule(ctx context.Context, w hbrbot.Work, t time.Time) error
 	lostStore
@@ -94,7 +97,10 @@ type batchRun struct {
 	// answered: this holder has HBR's answer to its submission, whose
 	// save is retried while the lease holds.
 	answered bool
-	log      *slog.Logger
+	// durable: the next save is the submitting mark, made durable before
+	// UpgradeBackupClients may be called.
+	durable bool
+	log     *slog.Logger
 }
 
 // batch is the run's status with its spec, read once.
@@ -182,7 +188,7 @@ func (j *Jobs) Advance(ctx, stop context.Context, l hbrbot.Lease) error {
 // call: the call must end while the lease is ours, or another replica would
 // (rightly) report its outcome unknown.
 func (j *Jobs) pending(_ context.Context, run *batchRun) (hbrbot.Next, error) {
-	run.status.State, run.submitter = hbrbot.BatchSubmitting, true
+	run.status.State, run.submitter, run.durable = hbrbot.BatchSubmitting, true, true
 	run.status.SubmitAt = j.now()
 	until := j.now().Add(j.opts.SubmitTimeout + 2*time.Second)
 	if until.Before(run.lease.Until) {

@@ -481,3 +481,19 @@ func TestJobOddities(t *testing.T) {
 		}
 	})
 }
+
+// TestJobNotSubmittedWithoutDurableMark: when the submitting mark cannot
+// be made durable, UpgradeBackupClients is not called; the batch ends not
+// started, and its report says why.
+func TestJobNotSubmittedWithoutDurableMark(t *testing.T) {
+	e := newEnv(t)
+	e.store.failOn("SaveBatchDurable", fmt.Errorf("no replica acknowledged it: %w", hbrbot.ErrNotDurable))
+	r := e.approved("i-dur1")
+	e.settle()
+	b := e.batch(hbrbot.BatchKey(r.ID, 0))
+	if b.State != hbrbot.BatchFinished || b.Final != hbrbot.JobNotStarted || b.Error == nil || b.Error.Code != hbrbot.CodeNotDurable {
+		t.Errorf("batch %s %s (%+v), want finished not started, NotDurable", b.State, b.Final, b.Error)
+	}
+	wantCalls(t, e, "UpgradeBackupClients", 0)
+	wantReports(t, e, hbrbot.ReportFinal)
+}

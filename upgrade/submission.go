@@ -140,6 +140,9 @@ func (j submissions) save(ctx context.Context, run *batchRun, next hbrbot.Next) 
 		after, err = j.store.SaveBatch(ctx, run.lease, run.status, next)
 		return err
 	}
+	if run.durable {
+		return j.saveDurable(ctx, run, next)
+	}
 	if !run.answered {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
@@ -149,6 +152,24 @@ func (j submissions) save(ctx context.Context, run *batchRun, next hbrbot.Next) 
 	run.answered = false
 	err := j.whileLeased(ctx, run, saveOnce)
 	return cmpLease(after, run.lease, err), err
+}
+
+// saveDurable saves the submitting mark and waits for it to be durable.
+// When it cannot be, the batch is not submitted: it ends not started,
+// saying why, and the finished step reports it.
+func (j submissions) saveDurable(ctx context.Context, run *batchRun, next hbrbot.Next) (hbrbot.Lease, error) {
+	run.durable = false
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*storeTimeout)
+	defer cancel()
+	after, err := j.store.SaveBatchDurable(sctx, run.lease, run.status, next)
+	if !errors.Is(err, hbrbot.ErrNotDurable) {
+		return cmpLease(after, run.lease, err), err
+	}
+	run.log.ErrorContext(ctx, "the submitting mark is not durable; not submitting", "err", err)
+	run.lease, run.submitter = after, false
+	run.status.State, run.status.Final = hbrbot.BatchFinished, hbrbot.JobNotStarted
+	run.status.Error = &hbrbot.SubmissionError{Code: hbrbot.CodeNotDurable, Message: err.Error()}
+	return j.store.SaveBatch(sctx, run.lease, run.status, hbrbot.Hold())
 }
 
 func cmpLease(after, before hbrbot.Lease, err error) hbrbot.Lease {

@@ -99,6 +99,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("REDIS_URL is unset: using an in-process store; all state is lost when hbrbot exits and replicas cannot share it")
 	}
 	store := redisstore.New(rdb)
+	durability, warnings, err := store.Configure(ctx, redisstore.Durability(cfg.RedisDurability))
+	switch {
+	case err != nil:
+		log.Warn("could not check Redis's settings; the submitting mark is trusted as it lands", "err", err)
+	default:
+		log.Info("redis durability", "wanted", cfg.RedisDurability, "using", durability)
+	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 
 	endpoint := cfg.HBREndpoint
 	if endpoint.Host == "hbr."+cfg.Region+".aliyuncs.com" {
@@ -137,7 +147,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 			return nil
 		}},
-		health.Check{Name: "redis", Fn: store.Ping},
+		health.Check{Name: "redis", Fn: store.Ready},
 	)
 	srv := &http.Server{Handler: httpHandler, ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

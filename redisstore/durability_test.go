@@ -1,0 +1,81 @@
+package redisstore
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/internal/redistest"
+)
+
+// TestConfigureDurability: at start the bot reads what it can of Redis
+// and says plainly what breaks exactly-once; a durability it cannot have
+// stops submissions (SaveBatchDurable fails) rather than trusting the
+// write.
+func TestConfigureDurability(t *testing.T) {
+	srv := redistest.StartOwn(t)
+	if !srv.Real {
+		t.Skip("needs a redis-server: miniredis has no INFO replication, CONFIG or WAIT")
+	}
+	rdb := srv.Client()
+	s := New(rdb)
+	ctx := testCtx(t)
+
+	got, warnings, err := s.Configure(ctx, DurabilityAuto)
+	if err != nil || got != DurabilityNone || !strings.Contains(strings.Join(warnings, "\n"), "no replica and no append-only file") {
+		t.Errorf("auto on a lone Redis without AOF: %s, %q, %v; want none with a warning", got, warnings, err)
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory-policy", "volatile-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, warnings, _ = s.Configure(ctx, DurabilityNone); !strings.Contains(strings.Join(warnings, "\n"), "volatile-lru") {
+		t.Errorf("an evicting policy not warned about: %q", warnings)
+	}
+
+	// Asked for a replica it does not have: the mark is written, and said
+	// not durable, so the batch is not submitted.
+	if got, warnings, _ = s.Configure(ctx, DurabilityReplica); got != DurabilityReplica || len(warnings) == 0 {
+		t.Errorf("replica without one: %s, %q", got, warnings)
+	}
+	l, _, batch := leasedBatch(t, ctx, s, "rdur", base(), time.Minute)
+	b := batch.BatchStatus
+	b.State = hbrbot.BatchSubmitting
+	start := time.Now()
+	_, err = s.SaveBatchDurable(ctx, l, b, hbrbot.Hold())
+	if !errors.Is(err, hbrbot.ErrNotDurable) {
+		t.Errorf("SaveBatchDurable without a replica = %v, want ErrNotDurable", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("the wait for a replica was not bounded")
+	}
+	if st, _ := s.BatchStatus(ctx, "rdur.0"); st.State != hbrbot.BatchSubmitting {
+		t.Errorf("the mark was not written: %s", st.State)
+	}
+}
+
+// TestReadyNeedsWrites: a Redis that stopped taking writes (a read-only
+// replica after a failover) is not ready, though it answers PING.
+func TestReadyNeedsWrites(t *testing.T) {
+	srv := redistest.StartOwn(t)
+	if !srv.Real {
+		t.Skip("needs a redis-server: miniredis has no REPLICAOF")
+	}
+	rdb := srv.Client()
+	s := New(rdb)
+	ctx := testCtx(t)
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("a writable Redis not ready: %v", err)
+	}
+	if err := rdb.Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Do(ctx, "REPLICAOF", "NO", "ONE") })
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("PING: %v", err)
+	}
+	if err := s.Ready(ctx); err == nil || !strings.Contains(err.Error(), "READONLY") {
+		t.Errorf("Ready on a read-only replica = %v, want a READONLY error", err)
+	}
+}
