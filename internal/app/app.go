@@ -99,16 +99,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("REDIS_URL is unset: using an in-process store; all state is lost when hbrbot exits and replicas cannot share it")
 	}
 	store := redisstore.New(rdb)
-	durability, warnings, err := store.Configure(ctx, redisstore.Durability(cfg.RedisDurability))
-	switch {
-	case err != nil:
-		log.Warn("could not check Redis's settings; the submitting mark is trusted as it lands", "err", err)
-	default:
-		log.Info("redis durability", "wanted", cfg.RedisDurability, "using", durability)
-	}
-	for _, w := range warnings {
-		log.Warn(w)
-	}
+	configureDurability(ctx, store, redisstore.Durability(cfg.RedisDurability), log)
 
 	endpoint := cfg.HBREndpoint
 	if endpoint.Host == "hbr."+cfg.Region+".aliyuncs.com" {
@@ -271,3 +262,41 @@ func anyoneApproves(set policy.Set) bool {
 	}
 	return false
 }
+
+// configureTimeout bounds the check of Redis's settings at start: a client
+// looking for unreachable Sentinels does not heed its context.
+const configureTimeout = 5 * time.Second
+
+// configureDurability checks Redis's settings and chooses how submitting
+// marks are made durable, logging what breaks exactly-once. Unanswered in
+// time, the bot goes on and says so (the marks are then trusted as they
+// land).
+func configureDurability(ctx context.Context, store *redisstore.Store, want redisstore.Durability, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, configureTimeout)
+	defer cancel()
+	type answer struct {
+		got      redisstore.Durability
+		warnings []string
+		err      error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		got, warnings, err := store.Configure(ctx, want)
+		done <- answer{got, warnings, err}
+	}()
+	var a answer
+	select {
+	case a = <-done:
+	case <-ctx.Done():
+		a.err = fmt.Errorf("no answer within %s", configureTimeout)
+	}
+	if a.err != nil {
+		log.Warn("could not check Redis's settings; the submitting mark is trusted as it lands", "err", a.err)
+		return
+	}
+	log.Info("redis durability", "wanted", want, "using", a.got)
+	for _, w := range a.warnings {
+		log.Warn(w)
+	}
+}
+
