@@ -299,4 +299,3 @@ func configureDurability(ctx context.Context, store *redisstore.Store, want redi
 		log.Warn(w)
 	}
 }
-
