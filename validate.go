@@ -104,6 +104,10 @@ func ValidAccountID(id int64) bool { return id > 0 }
 // W...) or user-group ID (S...).
 func ValidUserOrGroupID(s string) bool { return userOrGroupIDRE.MatchString(s) }
 
+// ValidUserID reports whether s is a Slack user ID (U... or W...), not a
+// user group.
+func ValidUserID(s string) bool { return ValidUserOrGroupID(s) && !IsUserGroupID(s) }
+
 // IsUserGroupID says whether a valid user or user-group ID names a group,
 // whose members are looked up.
 func IsUserGroupID(id string) bool { return strings.HasPrefix(id, "S") }

@@ -1,8 +1,9 @@
 package bot
 
 import (
-	"regexp"
 	"strings"
+
+	"github.com/hbrbot/hbrbot"
 )
 
 // Text that did not come from the bot itself (HBR's names, versions,
@@ -26,13 +27,10 @@ var lineBreaks = strings.NewReplacer("\n", " ", "\r", " ")
 // code is s as an inert code span.
 func code(s string) string { return "`" + esc(lineBreaks.Replace(s)) + "`" }
 
-// slackUserID is the shape of a Slack user ID.
-var slackUserID = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
-
 // mention mentions a Slack user by ID; anything that is not a user ID is
 // shown as code instead, so it cannot mention anyone else.
 func mention(id string) string {
-	if !slackUserID.MatchString(id) {
+	if !hbrbot.ValidUserID(id) {
 		return code(id)
 	}
 	return "<@" + id + ">"

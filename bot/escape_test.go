@@ -69,7 +69,7 @@ func FuzzEscapeIsInert(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		inert(t, "esc", esc(s))
 		inert(t, "code", code(s))
-		if !slackUserID.MatchString(s) { // a user ID is meant to mention that user
+		if !hbrbot.ValidUserID(s) { // a user ID is meant to mention that user
 			inert(t, "mention", mention(s))
 		}
 		if c := code(s); !strings.HasPrefix(c, "`") || !strings.HasSuffix(c, "`") || strings.Count(c, "`") != 2 {

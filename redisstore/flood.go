@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -44,14 +45,21 @@ func (f *Floodgate) Pending(ctx context.Context, user string, now time.Time) (in
 	if err != nil {
 		return 0, fmt.Errorf("pending requests of %s: %w", user, err)
 	}
-	n := 0
-	var gone []any
-	for _, id := range ids {
-		state, err := f.rdb.HGet(ctx, keyRequest(id), "state").Result()
-		if err != nil && err != redis.Nil {
+	// One round trip for the states, whatever the number of requests.
+	states := make([]*redis.StringCmd, len(ids))
+	if len(ids) > 0 {
+		p := f.rdb.Pipeline()
+		for i, id := range ids {
+			states[i] = p.HGet(ctx, keyRequest(id), "state")
+		}
+		if _, err := p.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return 0, fmt.Errorf("pending requests of %s: %w", user, err)
 		}
-		if state == string(hbrbot.RequestPending) {
+	}
+	n := 0
+	var gone []any
+	for i, id := range ids {
+		if states[i].Val() == string(hbrbot.RequestPending) {
 			n++
 		} else {
 			gone = append(gone, id)

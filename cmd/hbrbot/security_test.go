@@ -91,7 +91,7 @@ func TestClickBoundToItsCard(t *testing.T) {
 	h.start()
 	h.command(requester, "i-bound1")
 	card := h.awaitCard(1)
-	requestID := cardRequestID(card)
+	requestID := requestID(t, card)
 	other := h.slack.PostAs(requester, channel, "", "another message", nil)
 	h.slack.SendBlockAction(slacktest.BlockAction{ChannelID: channel, MessageTS: other, UserID: approver,
 		ActionID: "hbr_upgrade_approve", Value: requestID})
@@ -189,7 +189,7 @@ func TestSecretsStayOut(t *testing.T) {
 	if !strings.Contains(text(final[0]), "SignatureDoesNotMatch") {
 		t.Fatalf("the report does not say the signature was refused:\n%s", text(final[0]))
 	}
-	h.awaitAudit("job_finished", cardRequestID(card))
+	h.awaitAudit("job_finished", requestID(t, card))
 
 	where := map[string]string{"logs": h.logs.String(), "slack": strings.Join(slackTexts(h.slack), "\n")}
 	for _, m := range []string{"auth.test", "users.info", "conversations.info", "chat.postMessage", "chat.update",
