@@ -232,6 +232,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 	call := Call{Method: "upload_url", Form: url.Values{}, Token: bearer(r), At: time.Now(), Status: http.StatusOK}
 	content, err := readUpload(w, r, call.Form)
 
+	s.await(call.Method)
 	s.mu.Lock()
 	f := s.serveUpload(r, id, content, err)
 	call.Status, call.Error = f.status, f.err

@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -156,6 +157,10 @@ type Server struct {
 	queue      []*envelope
 	envelopes  map[string]*envelope
 	acks       []Ack
+
+	// Test-only hooks, see hooks.go.
+	ackHooks []*ackHook
+	holds    []*Hold
 }
 
 // NewServer starts a fake Slack on 127.0.0.1 with a random port.
@@ -215,6 +220,9 @@ func (s *Server) Close() {
 	}
 	for _, c := range s.conns {
 		c.close()
+	}
+	for _, h := range slices.Clone(s.holds) {
+		h.end()
 	}
 	s.notify()
 	s.mu.Unlock()

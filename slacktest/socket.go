@@ -19,6 +19,7 @@ const maxRetries = 3
 // Ack is one acknowledgement frame received from a client.
 type Ack struct {
 	EnvelopeID   string
+	Type         string          // the envelope's type ("slash_commands", ...); "" for an unknown envelope_id
 	Payload      json.RawMessage // nil when the ack carried none
 	At           time.Time
 	Connection   int           // ID of the socket it arrived on (1, 2, ... in connect order)
@@ -141,7 +142,7 @@ func (s *Server) readLoop(c *conn) {
 			Payload    json.RawMessage `json:"payload"`
 		}
 		if json.Unmarshal(data, &a) == nil {
-			s.recordAck(c, a.EnvelopeID, a.Payload, at)
+			s.runAckHooks(s.recordAck(c, a.EnvelopeID, a.Payload, at))
 		}
 	}
 }
@@ -289,7 +290,7 @@ func (s *Server) route(e *envelope) {
 	s.rr++
 }
 
-func (s *Server) recordAck(c *conn, id string, payload json.RawMessage, at time.Time) {
+func (s *Server) recordAck(c *conn, id string, payload json.RawMessage, at time.Time) Ack {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := Ack{EnvelopeID: id, At: at, Connection: c.id}
@@ -297,6 +298,7 @@ func (s *Server) recordAck(c *conn, id string, payload json.RawMessage, at time.
 		a.Payload = append(json.RawMessage(nil), payload...)
 	}
 	if e, ok := s.envelopes[id]; ok {
+		a.Type = e.typ
 		a.Latency, a.RetryAttempt = a.At.Sub(e.firstSent), e.retries
 		if !e.acked {
 			e.acked = true
@@ -308,6 +310,7 @@ func (s *Server) recordAck(c *conn, id string, payload json.RawMessage, at time.
 	}
 	s.acks = append(s.acks, a)
 	s.notify()
+	return a
 }
 
 // applySlashResponse shows the message in a slash command's ack payload, as

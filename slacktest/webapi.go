@@ -44,6 +44,7 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	call := Call{Method: method, Form: cloneValues(r.Form), Token: token, At: time.Now(), Status: http.StatusOK}
 
+	s.await(method)
 	s.mu.Lock()
 	body, f := s.serveAPI(method, r, token)
 	call.Status, call.Error = f.status, f.err
@@ -506,6 +507,7 @@ func (s *Server) handleResponseURL(w http.ResponseWriter, r *http.Request) {
 	jsonErr := json.Unmarshal(raw, &body)
 	call.JSON = body
 
+	s.await(call.Method)
 	s.mu.Lock()
 	f := s.serveResponseURL(n, body, jsonErr)
 	call.Status, call.Error = f.status, f.err
