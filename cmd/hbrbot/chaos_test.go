@@ -323,12 +323,7 @@ func newSoak(t *testing.T, ctx context.Context) *soak {
 			s.env = append(s.env, k+"="+v)
 		}
 	}
-	began := time.Now()
-	var err error
-	if s.bin, err = botproc.Build(ctx, t.TempDir()); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("built %s (race detector: %v) in %v", s.bin, botproc.RaceEnabled(), time.Since(began).Round(time.Millisecond))
+	s.bin = botBinary(t)
 	return s
 }
 

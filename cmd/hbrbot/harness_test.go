@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -74,6 +75,43 @@ func newHarness(t *testing.T, env map[string]string) *harness {
 		h.env[k] = v
 	}
 	return h
+}
+
+// built is the bot's binary, built once for the tests that run it as a
+// child process (botBinary) and removed after them (TestMain).
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// botBinary builds the hbrbot binary (with the race detector when the
+// tests have it) the first time it is asked for, and returns its path.
+func botBinary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		began := time.Now()
+		if built.dir, built.err = os.MkdirTemp("", "hbrbot-test-bin-"); built.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		built.bin, built.err = botproc.Build(ctx, built.dir)
+		t.Logf("built %s (race detector: %v) in %v", built.bin, botproc.RaceEnabled(), time.Since(began).Round(time.Millisecond))
+	})
+	if built.err != nil {
+		t.Fatalf("build the bot: %v", built.err)
+	}
+	return built.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
 }
 
 // freeAddr is a free loopback address for a bot's HBRBOT_HTTP_ADDR.
