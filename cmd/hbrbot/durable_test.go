@@ -129,6 +129,7 @@ func TestCommandOfAReplicaKilledAtItsAck(t *testing.T) {
 	time.Sleep(time.Second) // Redis slow: the stall itself, within the 2 s the bot waits for it
 	h.redis.Resume()
 	victim, ack := killed()
+	checkSlowAck(t, ack)
 	if text := ackText(ack); !strings.Contains(text, "the approval card follows") {
 		t.Fatalf("%s acked %q, want the card promised", victim.name, text)
 	}
@@ -170,8 +171,9 @@ func TestClickOfAReplicaKilledAtItsAck(t *testing.T) {
 	env := h.click(approver, card, "hbr_upgrade_approve")
 	time.Sleep(time.Second) // Redis slow: the stall itself, within the 2 s the bot waits for it
 	h.redis.Resume()
-	victim, _ := killed()
+	victim, ack := killed()
 	died := time.Now()
+	checkSlowAck(t, ack)
 	// What it left: the click, stored and scheduled; the request
 	// undecided; nothing shown.
 	rdb := h.redis.Client()
@@ -281,7 +283,7 @@ func (k *children) killAtAck(typ string) func() (*child, slacktest.Ack) {
 			if r.err != nil {
 				k.h.t.Fatalf("kill at the ack of %s: %v", r.ack.EnvelopeID, r.err)
 			}
-			k.h.t.Logf("%s killed at its ack of %s %s", r.c.name, typ, r.ack.EnvelopeID)
+			k.h.t.Logf("%s killed at its ack of %s %s, %v after the envelope", r.c.name, typ, r.ack.EnvelopeID, r.ack.Latency.Round(time.Millisecond))
 			return r.c, r.ack
 		case <-k.h.ctx().Done():
 			k.h.t.Fatalf("no %s envelope acked\nlogs:\n%s", typ, k.h.logs)
@@ -325,6 +327,15 @@ func (k *children) checkOnce(card slacktest.Message) {
 				h.t.Errorf("%s: %s\n%s", c.name, bad, l)
 			}
 		}
+	}
+}
+
+// checkSlowAck checks that an ack came late, for the Redis stall, but
+// within Slack's 3 s.
+func checkSlowAck(t *testing.T, a slacktest.Ack) {
+	t.Helper()
+	if a.Latency < 500*time.Millisecond || a.Latency >= 3*time.Second {
+		t.Errorf("acked %v after the envelope, want over 0.5 s (Redis stalled 1 s) and under 3 s", a.Latency)
 	}
 }
 
