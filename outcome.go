@@ -18,8 +18,8 @@ const (
 	OutcomeNotStarted OutcomeKind = "not_started" // UpgradeBackupClients refused the batch
 	OutcomeUnknown    OutcomeKind = "unknown"     // the submission's fate is unknown
 	OutcomeDryRun     OutcomeKind = "dry_run"     // would have been upgraded
-	// OutcomeStillOld: HBR called the upgrade done, but the client still
-	// runs an older version than the latest.
+	// OutcomeStillOld: HBR called the upgrade done, but the client, though
+	// ACTIVATED, still runs an older version than the latest.
 	OutcomeStillOld OutcomeKind = "still_old"
 	// OutcomeNotUpgraded: verified below the latest version after a job
 	// that gave no word on it (a submission whose answer was lost).
@@ -137,9 +137,13 @@ func verifiedOutcome(final FinalStatus, r ClientResult, hasResult bool, c Client
 		status = cmp.Or(c.Status, "UNKNOWN")
 	}
 	switch {
-	case hasResult && resultCode == "":
-		// HBR called it done; the client says otherwise.
+	case hasResult && resultCode == "" && seen && c.Status == "ACTIVATED":
+		// HBR called it done; the client runs, on an older version.
 		return OutcomeStillOld, "StillOld", ""
+	case hasResult && resultCode == "":
+		// HBR called it done; the client is not ACTIVATED (or not
+		// listed): its status says why, as when Result is silent.
+		return OutcomeFailed, status, ""
 	case hasResult:
 		return OutcomeFailed, resultCode, ""
 	}
