@@ -38,6 +38,9 @@ type Outcome struct {
 	// Unverified: the look-up after the job failed, so the outcome is
 	// HBR's word (Result and the job's status), not the client's state.
 	Unverified bool
+	// InResult: the job's Result named the ID (unverified, its word
+	// decided; else the job's status did).
+	InResult bool
 	// AnswerLost: HBR's answer to UpgradeBackupClients was lost; the
 	// outcome was verified once the job must have ended.
 	AnswerLost bool
@@ -74,6 +77,7 @@ func (b Batch) Outcomes() []Outcome {
 	for _, id := range b.Targets.All() {
 		o := Outcome{ID: id}
 		r, hasResult := results[id]
+		o.InResult = hasResult
 		after, seen := Lookup(b.After, id)
 		switch code, bad := invalid[id]; {
 		case bad:

@@ -56,6 +56,9 @@ func TestOutcomesVerified(t *testing.T) {
 				b.VerifiedAt = time.Unix(1, 0)
 			}
 			o := b.Outcomes()[0]
+			if o.InResult != (tc.results != nil) {
+				t.Errorf("InResult %v with results %v", o.InResult, tc.results)
+			}
 			if o.Kind != tc.kind || o.Code != tc.code || o.HBRCode != tc.hbr || o.Unverified != tc.unverified || o.AnswerLost != tc.lost {
 				t.Errorf("got %+v, want kind %s code %q hbr %q unverified %v lost %v", o, tc.kind, tc.code, tc.hbr, tc.unverified, tc.lost)
 			}
