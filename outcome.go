@@ -18,8 +18,8 @@ const (
 	OutcomeNotStarted OutcomeKind = "not_started" // UpgradeBackupClients refused the batch
 	OutcomeUnknown    OutcomeKind = "unknown"     // the submission's fate is unknown
 	OutcomeDryRun     OutcomeKind = "dry_run"     // would have been upgraded
-	// OutcomeStillOld: HBR called the upgrade done, but the client still
-	// runs an older version than the latest.
+	// OutcomeStillOld: HBR called the upgrade done, but the client, though
+	// ACTIVATED, still runs an older version than the latest.
 	OutcomeStillOld OutcomeKind = "still_old"
 	// OutcomeNotUpgraded: verified below the latest version after a job
 	// that gave no word on it (a submission whose answer was lost).
@@ -38,6 +38,9 @@ type Outcome struct {
 	// Unverified: the look-up after the job failed, so the outcome is
 	// HBR's word (Result and the job's status), not the client's state.
 	Unverified bool
+	// InResult: the job's Result named the ID (unverified, its word
+	// decided; else the job's status did).
+	InResult bool
 	// AnswerLost: HBR's answer to UpgradeBackupClients was lost; the
 	// outcome was verified once the job must have ended.
 	AnswerLost bool
@@ -74,6 +77,7 @@ func (b Batch) Outcomes() []Outcome {
 	for _, id := range b.Targets.All() {
 		o := Outcome{ID: id}
 		r, hasResult := results[id]
+		o.InResult = hasResult
 		after, seen := Lookup(b.After, id)
 		switch code, bad := invalid[id]; {
 		case bad:
@@ -137,9 +141,13 @@ func verifiedOutcome(final FinalStatus, r ClientResult, hasResult bool, c Client
 		status = cmp.Or(c.Status, "UNKNOWN")
 	}
 	switch {
-	case hasResult && resultCode == "":
-		// HBR called it done; the client says otherwise.
+	case hasResult && resultCode == "" && seen && c.Status == "ACTIVATED":
+		// HBR called it done; the client runs, on an older version.
 		return OutcomeStillOld, "StillOld", ""
+	case hasResult && resultCode == "":
+		// HBR called it done; the client is not ACTIVATED (or not
+		// listed): its status says why, as when Result is silent.
+		return OutcomeFailed, status, ""
 	case hasResult:
 		return OutcomeFailed, resultCode, ""
 	}

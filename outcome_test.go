@@ -29,6 +29,9 @@ func TestOutcomesVerified(t *testing.T) {
 	}{
 		{name: "agree", final: JobCompleted, results: res("ACTIVATED", ""), after: at("2.10.0", "ACTIVATED"), kind: OutcomeUpgraded},
 		{name: "numeric compare", final: JobCompleted, results: res("ACTIVATED", ""), after: at("2.9.0", "ACTIVATED"), kind: OutcomeStillOld, code: "StillOld"},
+		{name: "result done, client down and old", final: JobCompleted, results: res("ACTIVATED", ""), after: at("2.4.0", "UNKNOWN"), kind: OutcomeFailed, code: "UNKNOWN"},
+		{name: "result done, client not listed", final: JobCompleted, results: res("ACTIVATED", ""), after: []ClientInfo{}, kind: OutcomeFailed, code: "NotFound"},
+		{name: "no result, job done, client old", final: JobCompleted, after: at("2.4.0", "ACTIVATED"), kind: OutcomeStillOld, code: "StillOld"},
 		{name: "result failed, client upgraded", final: JobCompleted, results: res("UPGRADE_FAILED", "UPGRADE_FAILED"), after: at("2.10.0", "ACTIVATED"), kind: OutcomeUpgraded, hbr: "UPGRADE_FAILED"},
 		{name: "result not final, client upgraded", final: JobCompleted, results: res("UPGRADING", ""), after: at("2.10.0", "ACTIVATED"), kind: OutcomeUpgraded, hbr: "UPGRADING"},
 		{name: "result not final, client old", final: JobCompleted, results: res("UPGRADING", ""), after: at("2.4.0", "UPGRADING"), kind: OutcomeFailed, code: "UPGRADING"},
@@ -53,6 +56,9 @@ func TestOutcomesVerified(t *testing.T) {
 				b.VerifiedAt = time.Unix(1, 0)
 			}
 			o := b.Outcomes()[0]
+			if o.InResult != (tc.results != nil) {
+				t.Errorf("InResult %v with results %v", o.InResult, tc.results)
+			}
 			if o.Kind != tc.kind || o.Code != tc.code || o.HBRCode != tc.hbr || o.Unverified != tc.unverified || o.AnswerLost != tc.lost {
 				t.Errorf("got %+v, want kind %s code %q hbr %q unverified %v lost %v", o, tc.kind, tc.code, tc.hbr, tc.unverified, tc.lost)
 			}

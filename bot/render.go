@@ -411,7 +411,7 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 			switch {
 			case o.Kind != g.kind:
 			case o.Unverified:
-				coded = append(coded, fmt.Sprintf("• %s %s%s · _unverified_", code(o.ID), codeText(o.Code), versionNote(o)))
+				coded = append(coded, unverifiedText(o))
 				codes[o.Code] = o.Code != ""
 			case o.HBRCode != "":
 				coded = append(coded, fmt.Sprintf("• %s %s, though HBR's Result said %s", code(o.ID), esc(o.After), code(o.HBRCode)))
@@ -446,6 +446,26 @@ func FinalReport(b hbrbot.Batch) (string, []slack.Block) {
 		blocks = append(blocks, slack.NewActionBlock("hbr_upgrade_retry", btn))
 	}
 	return strings.ReplaceAll(summary, "*", ""), blocks
+}
+
+// unverifiedText is the line of an ID whose outcome is HBR's word: its
+// code (if any), whose word it is, and its version before the job (the
+// one known), so it does not read as the client's state.
+func unverifiedText(o hbrbot.Outcome) string {
+	line := "• " + code(o.ID)
+	if o.Code != "" {
+		line += " " + code(o.Code)
+	}
+	line += " · _unverified_: "
+	if o.InResult {
+		line += "as HBR's Result says"
+	} else {
+		line += "not in HBR's Result, as the job's status says"
+	}
+	if o.Before != "" {
+		line += "; " + esc(o.Before) + " before the job"
+	}
+	return line
 }
 
 // versionNote is a failed client's version, when known.

@@ -162,3 +162,30 @@ func checkLimits(t *testing.T, text string, blocks []slack.Block) {
 		}
 	}
 }
+
+// TestFinalReportUnverified: when the look-up after the job failed, each
+// ID's line says whose word its outcome is (Result, or the job's status
+// for an ID Result does not name) and gives its version as the one before
+// the job, never as the client's state; no "(no code)" on an upgraded one.
+func TestFinalReportUnverified(t *testing.T) {
+	b := hbrbot.Batch{
+		BatchSpec: hbrbot.BatchSpec{Targets: hbrbot.Targets{InstanceIDs: []string{"i-ok", "i-bad", "i-silent"}},
+			Before: []hbrbot.ClientInfo{{InstanceID: "i-ok", Version: "2.4.0", MaxVersion: "2.5.1"}, {InstanceID: "i-bad", Version: "2.4.0", MaxVersion: "2.5.1"}}},
+		BatchStatus: hbrbot.BatchStatus{State: hbrbot.BatchFinished, Final: hbrbot.JobCompleted, TaskID: "t-1", VerifyFailure: "Forbidden.RAM",
+			Results: []hbrbot.ClientResult{{InstanceID: "i-ok", ClientStatus: "ACTIVATED"}, {InstanceID: "i-bad", ClientStatus: "UPGRADE_FAILED", ErrorCode: "UPGRADE_FAILED"}}}}
+	_, blocks := FinalReport(b)
+	got := strings.Join(blockTexts(t, blocks), "\n")
+	for _, want := range []string{
+		"*Not verified*: the clients could not be looked up after the job",
+		"• `i-ok` · _unverified_: as HBR's Result says; 2.4.0 before the job",
+		"• `i-bad` `UPGRADE_FAILED` · _unverified_: as HBR's Result says; 2.4.0 before the job",
+		"• `i-silent` · _unverified_: not in HBR's Result, as the job's status says",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "no code") {
+		t.Errorf("report says \"no code\":\n%s", got)
+	}
+}

@@ -232,7 +232,7 @@ func (s *Server) describeTaskLocked(req *request) reply {
 			j.applied = true
 		}
 		if !st.EmptyResult {
-			b, _ := json.Marshal(entries)
+			b, _ := json.Marshal(s.reportedLocked(entries))
 			result = string(b)
 		}
 	}
@@ -275,8 +275,22 @@ func (s *Server) outcomeLocked(j *job, st Step) []taskResultEntry {
 	return entries
 }
 
+// reportedLocked is what Result says: the entries of the targets not
+// left out of it (NotInResult).
+func (s *Server) reportedLocked(entries []taskResultEntry) []taskResultEntry {
+	out := make([]taskResultEntry, 0, len(entries))
+	for _, e := range entries {
+		if inst, ok := s.instances[e.InstanceID]; ok && inst.NotInResult {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 // applyOutcomeLocked writes a finished job's effect into the registry, so
-// DescribeBackupClients shows the upgraded version (unless StaysOld).
+// DescribeBackupClients shows the upgraded version (unless StaysOld): by
+// default what the Result says, or the instance's EndStatus and EndVersion.
 func (s *Server) applyOutcomeLocked(entries []taskResultEntry) {
 	for _, e := range entries {
 		inst, ok := s.instances[e.InstanceID]
@@ -284,7 +298,13 @@ func (s *Server) applyOutcomeLocked(entries []taskResultEntry) {
 			continue
 		}
 		inst.Status = e.ClientStatus
-		if e.ClientStatus == StatusActivated && !inst.StaysOld {
+		if inst.EndStatus != "" {
+			inst.Status = inst.EndStatus
+		}
+		switch {
+		case inst.EndVersion != "":
+			inst.Version = inst.EndVersion
+		case inst.Status == StatusActivated && !inst.StaysOld:
 			inst.Version = inst.MaxVersion
 		}
 	}

@@ -41,6 +41,7 @@ const (
 const (
 	StatusActivated     = "ACTIVATED"
 	StatusUpgradeFailed = "UPGRADE_FAILED"
+	StatusUpgrading     = "UPGRADING" // the job is still at it
 	StatusUnknown       = "UNKNOWN"
 )
 

@@ -40,9 +40,10 @@
 //     with one {instanceId, clientId, clientStatus, errorCode} per valid ID.
 //     Default clientStatus is ACTIVATED for "completed" and UPGRADE_FAILED
 //     for Progress -1, "expired" and "cancelled" (Instance.UpgradeStatus
-//     overrides). The first terminal answer writes the outcome into the
-//     registry: Status = clientStatus, and Version = MaxVersion on ACTIVATED
-//     unless StaysOld.
+//     overrides; NotInResult leaves an ID out). The first terminal answer
+//     writes the outcome into the registry: Status = clientStatus, and
+//     Version = MaxVersion on ACTIVATED unless StaysOld; Instance.EndStatus
+//     and EndVersion set them apart from what Result says.
 //   - DescribeBackupClients lists registered instances in registration
 //     order, minus InstanceNotExists ones; InstanceIds and ClientIds filters
 //     are ANDed; unregistered IDs are simply absent. An unregistered ID
@@ -143,6 +144,21 @@ type Instance struct {
 	// StaysOld keeps Version unchanged even after a job reports ACTIVATED,
 	// to test that callers verify upgrades with DescribeBackupClients.
 	StaysOld bool
+
+	// What the job does to the client can differ from what its Result
+	// says (HBR documents Result for upgrades nowhere: a caller must
+	// verify). These three script that independently.
+
+	// NotInResult leaves the client out of the DescribeTask Result (the
+	// job still acts on it).
+	NotInResult bool
+	// EndStatus is the client Status DescribeBackupClients shows once the
+	// job has ended. Default: the Result's clientStatus.
+	EndStatus string
+	// EndVersion is the ClientVersion once the job has ended, whatever
+	// the statuses and StaysOld. Default: MaxVersion when the client ends
+	// ACTIVATED (unless StaysOld), else unchanged.
+	EndVersion string
 }
 
 // Step is one state of a job's script. Each DescribeTask call returns the

@@ -704,6 +704,58 @@ func TestSDKUpgradeUpdatesRegistry(t *testing.T) {
 	}
 }
 
+// TestSDKResultApartFromEffect: NotInResult, EndStatus and EndVersion
+// script what a job's Result says apart from what it does to the client.
+func TestSDKResultApartFromEffect(t *testing.T) {
+	s := newServer(t)
+	c := akClient(t, "testid", "testsecret")
+	s.SetInstance("i-saidfail", Instance{UpgradeStatus: StatusUpgradeFailed, ErrorCode: "UPGRADE_FAILED", EndStatus: StatusActivated})
+	s.SetInstance("i-saidok", Instance{EndStatus: StatusUnknown})
+	s.SetInstance("i-upgrading", Instance{UpgradeStatus: StatusUpgrading, EndStatus: StatusActivated, EndVersion: "2.5.0"})
+	s.SetInstance("i-silent", Instance{NotInResult: true})
+	s.SetInstance("i-plain", Instance{StaysOld: true, EndVersion: "2.4.1"})
+
+	all := []string{"i-saidfail", "i-saidok", "i-upgrading", "i-silent", "i-plain"}
+	var up upgradeOut
+	mustOK(t, c, s, ActionUpgradeBackupClients, params{query: map[string]string{"InstanceIds": ids(all...)}}, &up)
+	seen := pollTask(t, c, s, up.TaskId)
+	want := "[{i-saidfail c-saidfail UPGRADE_FAILED UPGRADE_FAILED} {i-saidok c-saidok ACTIVATED } " +
+		"{i-upgrading c-upgrading UPGRADING } {i-plain c-plain ACTIVATED }]"
+	if got := fmt.Sprint(parseResult(t, seen[len(seen)-1].Result)); got != want {
+		t.Fatalf("Result %s, want %s", got, want)
+	}
+	// The job acted once: a second terminal answer says the same and
+	// changes nothing.
+	again := describeTask(t, c, s, up.TaskId)
+	if got := fmt.Sprint(parseResult(t, again.Result)); got != want {
+		t.Fatalf("second Result %s, want %s", got, want)
+	}
+	var after clientsOut
+	mustOK(t, c, s, ActionDescribeBackupClients, params{form: map[string]string{"ClientType": "ECS_CLIENT", "InstanceIds": ids(all...)}}, &after)
+	got := map[string]string{}
+	for _, cl := range after.Clients {
+		got[cl.InstanceId] = cl.ClientVersion + "/" + cl.MaxClientVersion + "/" + cl.Status
+	}
+	wantAfter := map[string]string{
+		"i-saidfail":  "2.5.1/2.5.1/ACTIVATED", // Result said failed; the client moved
+		"i-saidok":    "2.4.0/2.5.1/UNKNOWN",   // Result said done; the client did not
+		"i-upgrading": "2.5.0/2.5.1/ACTIVATED", // EndVersion, whatever the status
+		"i-silent":    "2.5.1/2.5.1/ACTIVATED", // left out of Result, upgraded all the same
+		"i-plain":     "2.4.1/2.5.1/ACTIVATED", // EndVersion wins over StaysOld
+	}
+	if fmt.Sprint(got) != fmt.Sprint(wantAfter) {
+		t.Fatalf("after the job %v, want %v", got, wantAfter)
+	}
+
+	// Every ID left out: Result is an empty array, not "" (the job ended).
+	s.SetInstance("i-silent", Instance{NotInResult: true})
+	mustOK(t, c, s, ActionUpgradeBackupClients, params{query: map[string]string{"InstanceIds": ids("i-silent")}}, &up)
+	seen = pollTask(t, c, s, up.TaskId)
+	if r := seen[len(seen)-1].Result; r != "[]" {
+		t.Fatalf("Result %q with every ID left out, want []", r)
+	}
+}
+
 func TestSDKHangNext(t *testing.T) {
 	s := newServer(t)
 	c := akClient(t, "testid", "testsecret")
