@@ -35,13 +35,18 @@ const durableWait = 2 * time.Second
 
 // SaveBatchDurable is SaveBatch whose write is then made durable as the
 // store's durability says, on the same connection (WAIT and WAITAOF count
-// the writes of their own connection). ErrNotDurable: written, but not
-// acknowledged by a replica or the disk in time.
+// the writes of their own connection) to the server that holds the batch:
+// the single server, Sentinel's master, or on a Cluster the master of
+// hbrbot's one slot. ErrNotDurable: written, but not acknowledged by a
+// replica or the disk in time.
 func (s *Store) SaveBatchDurable(ctx context.Context, l hbrbot.Lease, b hbrbot.BatchStatus, next hbrbot.Next) (hbrbot.Lease, error) {
 	mode := s.Durability()
-	c, ok := s.rdb.(*redis.Client)
-	if mode == DurabilityNone || !ok {
+	if mode == DurabilityNone {
 		return s.SaveBatch(ctx, l, b, next)
+	}
+	c, err := s.master(ctx)
+	if err != nil {
+		return l, fmt.Errorf("save batch %s: %w", b.Key(), err)
 	}
 	conn := c.Conn()
 	defer conn.Close()
@@ -65,6 +70,25 @@ func (s *Store) SaveBatchDurable(ctx context.Context, l hbrbot.Lease, b hbrbot.B
 	return after, nil
 }
 
+// master is the client of the server that holds every key of hbrbot's:
+// the client itself for one server (or a Sentinel group's master), the
+// master of the keys' one slot ({h}) for a Cluster. A write and the WAIT
+// that follows it go to one connection of it.
+func (s *Store) master(ctx context.Context) (*redis.Client, error) {
+	switch c := s.rdb.(type) {
+	case *redis.Client:
+		return c, nil
+	case *redis.ClusterClient:
+		m, err := c.MasterForKey(ctx, Prefix)
+		if err != nil {
+			return nil, fmt.Errorf("the cluster's master of %s: %w", Prefix, err)
+		}
+		return m, nil
+	default:
+		return nil, fmt.Errorf("a %T cannot wait for its writes", s.rdb)
+	}
+}
+
 // Durability is the durability in force (auto resolved at Configure).
 func (s *Store) Durability() Durability {
 	if d, _ := s.durability.Load().(Durability); d != "" {
@@ -79,7 +103,11 @@ func (s *Store) Durability() Durability {
 // may refuse CONFIG: that is said, not guessed.
 func (s *Store) Configure(ctx context.Context, want Durability) (Durability, []string, error) {
 	var warnings []string
-	info, err := s.rdb.Info(ctx, "replication", "persistence", "server").Result()
+	srv, err := s.master(ctx) // on a Cluster, the one that holds the keys
+	if err != nil {
+		return "", nil, fmt.Errorf("redis: %w", err)
+	}
+	info, err := srv.Info(ctx, "replication", "persistence", "server").Result()
 	if err != nil {
 		return "", nil, fmt.Errorf("redis INFO: %w", err)
 	}
@@ -94,11 +122,10 @@ func (s *Store) Configure(ctx context.Context, want Durability) (Durability, []s
 	replicas, _ := strconv.Atoi(field("connected_slaves"))
 	aof := field("aof_enabled") == "1"
 	waitaof := versionAtLeast(field("redis_version"), 7, 2)
-	_, cluster := s.rdb.(*redis.ClusterClient)
 
 	cfg := map[string]string{}
 	for _, k := range []string{"appendfsync", "maxmemory-policy"} {
-		v, err := s.rdb.ConfigGet(ctx, k).Result()
+		v, err := srv.ConfigGet(ctx, k).Result()
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("cannot read Redis's %s (CONFIG refused: %v): check it by hand (maxmemory-policy must be noeviction)", k, err))
 			continue
@@ -111,9 +138,6 @@ func (s *Store) Configure(ctx context.Context, want Durability) (Durability, []s
 
 	got := want
 	switch {
-	case cluster && want != DurabilityNone:
-		warnings = append(warnings, "HBRBOT_REDIS_DURABILITY: WAIT is not used on a Redis Cluster here; the submitting mark is trusted as it lands (asynchronous replication may roll it back on a failover)")
-		got = DurabilityNone
 	case want == DurabilityAuto && replicas > 0:
 		got = DurabilityReplica
 	case want == DurabilityAuto && aof && waitaof:

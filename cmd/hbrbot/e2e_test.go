@@ -492,6 +492,41 @@ func TestOnRedisCluster(t *testing.T) {
 	}
 }
 
+// TestOnRedisClusterDurable: HBRBOT_REDIS_DURABILITY=replica on a Redis
+// Cluster whose master of hbrbot's slot has a replica. The submitting mark
+// is waited for on that master: with the replica stalled it is not
+// acknowledged, so the batch is not submitted and its thread says why;
+// with the replica back, the next batch is submitted and runs.
+func TestOnRedisClusterDurable(t *testing.T) {
+	cluster := redistest.StartCluster(t)
+	replica := cluster.AddReplica(t, cluster.MasterOf(t, redisstore.Prefix))
+	h := newHarness(t, map[string]string{"REDIS_MODE": "cluster", "REDIS_URL": cluster.URL(), "HBRBOT_REDIS_DURABILITY": "replica"})
+	h.start()
+
+	replica.Pause()
+	h.command(requester, "i-aaa")
+	card := h.awaitCard(1)
+	h.click(approver, card, "hbr_upgrade_approve")
+	final := text(h.awaitReports(card, "final", 1)[0])
+	replica.Resume()
+	if !strings.Contains(final, "Not submitted") || !strings.Contains(final, "durable") {
+		t.Errorf("final report with the replica stalled, want not submitted:\n%s", final)
+	}
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 0 {
+		t.Fatalf("UpgradeBackupClients called %d times with the mark not durable, want 0", n)
+	}
+
+	h.command(requester, "i-bbb")
+	card = h.awaitCard(2)
+	h.click(approver, card, "hbr_upgrade_approve")
+	if final := text(h.awaitReports(card, "final", 1)[0]); !strings.Contains(final, "1 upgraded") {
+		t.Errorf("final report with the replica back:\n%s", final)
+	}
+	if n := len(h.hbr.Calls("UpgradeBackupClients")); n != 1 {
+		t.Errorf("UpgradeBackupClients called %d times, want 1", n)
+	}
+}
+
 // TestSlackRateLimitOnReport: a 429 on the final report delays it by
 // Retry-After; it is posted once, never dropped.
 func TestSlackRateLimitOnReport(t *testing.T) {

@@ -222,17 +222,15 @@ func StartCluster(t testing.TB) *Cluster {
 	}
 	c := &Cluster{}
 	for range 3 {
-		c.Nodes = append(c.Nodes, startProcess(t, "--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"))
+		c.Nodes = append(c.Nodes, startProcess(t, clusterNodeArgs...))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	const slots = 16384
 	var clients []*redis.Client
 	for i, n := range c.Nodes {
 		cl := n.Client()
 		clients = append(clients, cl)
-		lo, hi := i*slots/3, (i+1)*slots/3-1
+		lo, hi := clusterSlots(i)
 		if err := cl.ClusterAddSlotsRange(ctx, lo, hi).Err(); err != nil {
 			t.Fatalf("cluster addslots on %s: %v", n.Addr, err)
 		}
@@ -264,6 +262,125 @@ func StartCluster(t testing.TB) *Cluster {
 		case <-tick.C:
 		}
 	}
+}
+
+// clusterNodeArgs are the redis-server arguments of a cluster node.
+var clusterNodeArgs = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}
+
+// MasterOf is the node that serves key's slot.
+func (c *Cluster) MasterOf(t testing.TB, key string) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	slot, err := c.Nodes[0].Client().ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("cluster keyslot %s: %v", key, err)
+	}
+	for i := range c.Nodes { // as StartCluster split them
+		if lo, hi := clusterSlots(i); int(slot) >= lo && int(slot) <= hi {
+			return c.Nodes[i]
+		}
+	}
+	t.Fatalf("no node serves slot %d", slot)
+	return nil
+}
+
+// clusterSlots is the range of slots StartCluster gives its i-th node.
+func clusterSlots(i int) (lo, hi int) {
+	const slots = 16384
+	return i * slots / 3, (i+1)*slots/3 - 1
+}
+
+// AddReplica starts a node as a replica of master (one of Nodes) and
+// returns once master counts it as a connected, in-sync replica: WAIT on
+// master is then answered by it.
+func (c *Cluster) AddReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	r := startProcess(t, clusterNodeArgs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mc, rc := master.Client(), r.Client()
+	id, err := mc.ClusterMyID(ctx).Result()
+	if err != nil {
+		t.Fatalf("cluster myid of %s: %v", master.Addr, err)
+	}
+	host, port, _ := net.SplitHostPort(master.Addr)
+	if err := rc.ClusterMeet(ctx, host, port).Err(); err != nil {
+		t.Fatalf("cluster meet %s: %v", master.Addr, err)
+	}
+	// Gossip and the initial sync take a moment: there is no event to
+	// wait for, so ask.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	replicating := false
+	for {
+		if !replicating {
+			// REPLICATE needs the master known to the new node first.
+			replicating = rc.Do(ctx, "CLUSTER", "REPLICATE", id).Err() == nil
+		}
+		info, err := mc.Info(ctx, "replication").Result()
+		if replicating && err == nil && strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online") {
+			return r
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s did not become a replica of %s: %v (replication: %q)", r.Addr, master.Addr, ctx.Err(), info)
+		case <-tick.C:
+		}
+	}
+}
+
+// AwaitAcked waits until every replica of s has acknowledged every write
+// s has taken so far (replicas acknowledge about once a second): a WAIT
+// on any connection that wrote before then returns at once.
+func (s *Server) AwaitAcked(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := s.Client()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		info, err := c.Info(ctx, "replication").Result()
+		if err == nil && replicasAcked(info) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the replicas of %s did not catch up: %v (%q)", s.Addr, ctx.Err(), info)
+		case <-tick.C:
+		}
+	}
+}
+
+// replicasAcked reads INFO replication: is every replica's acknowledged
+// offset at the master's?
+func replicasAcked(info string) bool {
+	var master int64 = -1
+	var acked []int64
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "master_repl_offset:"); ok {
+			master, _ = strconv.ParseInt(v, 10, 64)
+		}
+		if strings.HasPrefix(line, "slave") && strings.Contains(line, "offset=") {
+			for _, f := range strings.Split(line[strings.IndexByte(line, ':')+1:], ",") {
+				if v, ok := strings.CutPrefix(f, "offset="); ok {
+					n, _ := strconv.ParseInt(v, 10, 64)
+					acked = append(acked, n)
+				}
+			}
+		}
+	}
+	if master < 0 || len(acked) == 0 {
+		return false
+	}
+	for _, n := range acked {
+		if n < master {
+			return false
+		}
+	}
+	return true
 }
 
 // Pause stops a real server with SIGSTOP: connections stay open and
