@@ -115,12 +115,9 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 	if !final && !timedOut {
 		return hbrbot.DueAt(j.poll.next(*b, now)), nil
 	}
-	// The job ended (or timed out): the rest needs the IDs.
-	full, err := j.batch(ctx, run)
-	if err != nil {
-		return hbrbot.Next{}, err
-	}
-	b.State, b.Ended = hbrbot.BatchFinished, now
+	// The job ended (or timed out): saved so, its clients to be looked
+	// up by the finished step.
+	b.State, b.Ended, b.VerifyDue = hbrbot.BatchFinished, now, !b.DryRun
 	if final {
 		b.Final = finalStatus
 		results, err := hbrbot.ParseTaskResult(task.Result)
@@ -131,9 +128,21 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 	} else {
 		b.Final = hbrbot.JobTimedOut // the clients may have moved regardless: verified too
 	}
-	if err := j.verify(ctx, b, full.Targets, run.log); err != nil {
+	return hbrbot.Hold(), nil
+}
+
+// verifyEnded looks the clients of a job that ended up (see verify). One
+// that got no look-up in its lease (HBR's budget is spent on other work)
+// comes back shortly, the job's end kept: it is never polled again.
+func (j *Jobs) verifyEnded(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
+	b, err := j.batch(ctx, run)
+	if err != nil {
 		return hbrbot.Next{}, err
 	}
+	if errors.Is(j.verify(ctx, &run.status, run.lease, b.Targets, run.log), errNoLookup) {
+		return hbrbot.DueAt(j.now().Add(j.poll.min)), nil
+	}
+	run.status.VerifyDue = false
 	return hbrbot.Hold(), nil
 }
 
@@ -141,14 +150,26 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 // the report falls back to HBR's word, marked unverified.
 const verifyAttempts = 3
 
+// verifyRoom is the part of a lease a verification leaves for saving
+// what came of it.
+const verifyRoom = 3 * time.Second
+
+// errNoLookup: the verification asked HBR nothing, or had no answer
+// before its lease ran short (it waited for HBR's budget): nothing is
+// known, and the look-up is to be made again rather than the versions
+// reported unverified.
+var errNoLookup = errors.New("no verification look-up in this lease")
+
 // verify looks the batch's clients up again once the job ended: their
 // state decides every ID's outcome (Batch.Outcomes). A failed look-up is
 // tried again, with backoff, up to verifyAttempts times; one that got no
-// HBR budget asked nothing, and the step runs again shortly.
-func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot.Targets, log *slog.Logger) error {
+// HBR budget within the lease is errNoLookup.
+func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, l hbrbot.Lease, targets hbrbot.Targets, log *slog.Logger) error {
 	if b.DryRun {
 		return nil
 	}
+	vctx, cancel := context.WithDeadline(ctx, l.Until.Add(-verifyRoom))
+	defer cancel()
 	wait := j.verifyBackoff
 	if wait <= 0 {
 		wait = 500 * time.Millisecond
@@ -156,18 +177,15 @@ func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot
 	var err error
 	for attempt := 1; ; attempt++ {
 		var after []hbrbot.ClientInfo
-		after, err = j.hbr.DescribeBackupClients(withPriority(ctx, hbr.Priority{Class: hbr.Moves, Rank: b.Ended}), b.Region, targets, b.CrossAccount)
-		if errors.Is(err, hbr.ErrNoBudget) {
-			// Nothing was asked: the step is run again shortly (its poll
-			// too, as nothing of it was saved) rather than reporting the
-			// versions unverified.
-			return retryIn{err: err, after: j.poll.min}
+		after, err = j.hbr.DescribeBackupClients(withPriority(vctx, hbr.Priority{Class: hbr.Moves, Rank: b.Ended}), b.Region, targets, b.CrossAccount)
+		if errors.Is(err, hbr.ErrNoBudget) || err != nil && vctx.Err() != nil {
+			return errNoLookup
 		}
 		if err == nil {
 			b.After, b.VerifyFailure, b.VerifiedAt = after, "", j.now()
 			return nil
 		}
-		if attempt == verifyAttempts || !sleepCtx(ctx, wait) {
+		if attempt == verifyAttempts || !sleepCtx(vctx, wait) {
 			break
 		}
 		log.WarnContext(ctx, "verification look-up failed; trying again", "err", err, "attempt", attempt)
@@ -189,16 +207,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
-// retryIn is an error that has the step run again after a while.
-type retryIn struct {
-	err   error
-	after time.Duration
-}
-
-func (r retryIn) Error() string             { return r.err.Error() }
-func (r retryIn) Unwrap() error             { return r.err }
-func (r retryIn) RetryAfter() time.Duration { return r.after }
 
 // pollPolicy says when to ask about a job again.
 type pollPolicy struct {
