@@ -150,9 +150,9 @@ func (j *Jobs) verifyEnded(ctx context.Context, run *batchRun) (hbrbot.Next, err
 // the report falls back to HBR's word, marked unverified.
 const verifyAttempts = 3
 
-// verifyRoom is the part of a lease a verification leaves for saving
-// what came of it.
-const verifyRoom = 3 * time.Second
+// saveRoom is the part of its lease a step waiting for HBR's budget
+// leaves for saving what came of the wait.
+const saveRoom = 3 * time.Second
 
 // errNoLookup: the verification asked HBR nothing, or had no answer
 // before its lease ran short (it waited for HBR's budget): nothing is
@@ -168,7 +168,7 @@ func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, l hbrbot.Lease
 	if b.DryRun {
 		return nil
 	}
-	vctx, cancel := context.WithDeadline(ctx, l.Until.Add(-verifyRoom))
+	vctx, cancel := context.WithDeadline(ctx, l.Until.Add(-saveRoom))
 	defer cancel()
 	wait := j.verifyBackoff
 	if wait <= 0 {
