@@ -538,3 +538,37 @@ func TestJobVerificationWaitsForBudget(t *testing.T) {
 	wantReports(t, e, hbrbot.ReportFinal)
 	e.wantUnscheduled(w)
 }
+
+// TestJobPollWithoutBudget: a poll that gets no DescribeTask budget was
+// never made: one of a job predicted to run on is skipped for the poll at
+// its predicted end; one that could end a job comes back at the minimum
+// interval.
+func TestJobPollWithoutBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		progress int
+		due      func(now time.Time, min time.Duration) time.Time
+	}{
+		// Started 10 s ago, at 20%: predicted to end 40 s from now.
+		{"predicted to run on", 20, func(now time.Time, _ time.Duration) time.Time { return now.Add(40 * time.Second) }},
+		{"no progress to go by", 0, func(now time.Time, min time.Duration) time.Time { return now.Add(min) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			now := e.clock.Now()
+			_, batches := e.seed([]string{"i-nb1"}, running(now.Add(-10*time.Second)), func(b *hbrbot.Batch) {
+				b.Progress, b.Polls = tc.progress, 1
+			})
+			key := batches[0].Key()
+			e.hbr.setTasks(taskAnswer{err: hbr.ErrNoBudget})
+			if err := e.handle(batchWork(key)); err != nil {
+				t.Fatal(err)
+			}
+			b := e.batch(key)
+			if b.State != hbrbot.BatchRunning || b.Polls != 1 {
+				t.Errorf("batch %s after %d polls, want running after 1", b.State, b.Polls)
+			}
+			e.wantDue(batchWork(key), tc.due(now, pollPolicyOf(e.opts).min))
+		})
+	}
+}

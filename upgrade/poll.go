@@ -79,7 +79,14 @@ func (j *Jobs) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) hbr
 // step follows).
 func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
 	b := &run.status
-	task, err := j.hbr.DescribeTask(withPriority(ctx, pollPriority(*b, j.now())), b.Region, b.TaskID)
+	prio := pollPriority(*b, j.now())
+	pctx := ctx
+	if prio.Class == hbr.Informs {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, informsPollWait)
+		defer cancel()
+	}
+	task, err := j.hbr.DescribeTask(withPriority(pctx, prio), b.Region, b.TaskID)
 	b.Polls++
 	now := j.now()
 	finalStatus, final := task.Final()
@@ -102,6 +109,12 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 		run.log.WarnContext(ctx, "job timed out; last poll failed", "task", b.TaskID, "err", err)
 		b.State, b.Final, b.Ended = hbrbot.BatchFinished, hbrbot.JobTimedOut, now
 		return hbrbot.Hold(), nil
+	case errors.Is(err, hbr.ErrNoBudget) && prio.Class == hbr.Informs:
+		// Never sent: DescribeTask's budget is short, and this look would
+		// only have said the job runs on. Not a poll; skipped for the one
+		// at the job's predicted end.
+		b.Polls--
+		return hbrbot.DueAt(j.poll.atPredictedEnd(*b, now)), nil
 	case errors.Is(err, hbr.ErrNoBudget):
 		// Never sent: DescribeTask's budget is spent on jobs more likely
 		// to have ended. Not a poll; this one comes back soon.
@@ -208,6 +221,11 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// informsPollWait bounds how long a poll of a job predicted to run on
+// waits for DescribeTask's budget: when it is that short, the budget goes
+// to the polls that can end a job.
+const informsPollWait = time.Second
+
 // pollPolicy says when to ask about a job again.
 type pollPolicy struct {
 	interval, min, max time.Duration
@@ -234,4 +252,17 @@ func (p pollPolicy) next(b hbrbot.BatchStatus, now time.Time) time.Time {
 		next = b.Deadline
 	}
 	return next
+}
+
+// atPredictedEnd is when b's job should end at the rate its progress came,
+// within [now+min, deadline]: the poll that skips the looks in between.
+func (p pollPolicy) atPredictedEnd(b hbrbot.BatchStatus, now time.Time) time.Time {
+	at := predictedEnd(b, now)
+	if soonest := now.Add(p.min); at.Before(soonest) {
+		at = soonest
+	}
+	if at.After(b.Deadline) {
+		at = b.Deadline
+	}
+	return at
 }

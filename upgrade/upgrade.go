@@ -130,7 +130,7 @@ func (o Options) withDefaults() Options {
 		o.Lease = time.Minute
 	}
 	if o.Workers <= 0 {
-		o.Workers = 32 // steps wait on HBR, Slack and Redis, not on the CPU
+		o.Workers = 128 // steps wait on HBR, Slack and Redis, not on the CPU
 	}
 	if o.SubmitTimeout <= 0 {
 		o.SubmitTimeout = 10 * time.Second
