@@ -191,6 +191,10 @@ type BatchStatus struct {
 	// VerifiedAt is when that look-up answered (After may be empty: no
 	// client listed).
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// VerifyDue: the job ended and its clients are still to be looked
+	// up; the finished step does it before the report. Kept in the batch
+	// so that a look-up waiting for HBR's budget never polls the job again.
+	VerifyDue bool `json:"verify_due,omitempty"`
 	// SubmitAt is when the submission began (the batch marked
 	// submitting): a submission whose answer was lost is verified once
 	// HBRBOT_TASK_TIMEOUT has passed since.

@@ -2,6 +2,7 @@ package hbr
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -9,17 +10,19 @@ import (
 )
 
 // batcher merges the DescribeBackupClients look-ups of one region and
-// account that come within a short window of each other (the pre-flights
-// of several commands, the verifications of several jobs) into shared
-// calls of up to a page of IDs, and hands each waiter the clients it asked
-// for. A batch goes when its window ends or when it holds a page of
-// instance or client IDs.
+// account (the pre-flights of several commands, the verifications of
+// several jobs) into shared calls of a page of IDs, and hands each waiter
+// the clients it asked for. IDs collect in an open batch; each full page
+// goes at once, and the rest when the batch's window ends. So a job of 100
+// IDs costs a page and a hundredth, not two pages: its last ID shares the
+// next job's page.
 type batcher struct {
 	c      *Client
 	window time.Duration
 
-	mu   sync.Mutex
-	open map[lookupKey]*lookupBatch
+	mu    sync.Mutex
+	open  map[lookupKey]*lookupBatch
+	pages int // pages cut so far
 }
 
 // lookupKey is what calls must share to be merged.
@@ -29,74 +32,87 @@ type lookupKey struct {
 	isX    bool
 }
 
+// lookupBatch is the IDs of one key not yet given to a page, and who asked
+// for them.
 type lookupBatch struct {
-	key     lookupKey
-	cross   *hbrbot.CrossAccount
-	inst    []string
-	client  []string
-	seen    map[string]bool // "i:"/"c:" + ID
-	waiters []*lookupWaiter
-	prio    Priority
-	timer   *time.Timer
-	opened  time.Time
-	sent    bool
+	key    lookupKey
+	cross  *hbrbot.CrossAccount
+	inst   []string
+	client []string
+	askers map[string][]*lookupWaiter // "i:"/"c:" + ID: the waiters that asked for it
+	timer  *time.Timer
+	opened time.Time
+}
 
-	left   int                // waiters still waiting
-	cancel context.CancelFunc // ends the calls once no waiter is left
+// lookupPage is one call: a filter of at most a page of IDs, and the
+// waiters that need it.
+type lookupPage struct {
+	seq     int
+	f       filter
+	cross   *hbrbot.CrossAccount
+	region  string
+	waiters []*lookupWaiter
+	left    int                // waiters still waiting
+	cancel  context.CancelFunc // ends the call once no waiter is left
 }
 
 type filterResult struct {
 	f       filter
+	seq     int // the page's place in the order pages were cut
 	clients []hbrbot.ClientInfo
 	err     error
 }
 
 type lookupWaiter struct {
-	t    hbrbot.Targets
-	done chan struct{}
-	out  []hbrbot.ClientInfo
-	err  error
+	t          hbrbot.Targets
+	prio       Priority
+	unassigned int // its IDs not yet in a page
+	pages      []*lookupPage
+	pagesLeft  int // its pages not answered yet
+	results    []filterResult
+	gone       bool // its context ended
+	done       chan struct{}
+	out        []hbrbot.ClientInfo
+	err        error
 }
 
 func newBatcher(c *Client, window time.Duration) *batcher {
 	return &batcher{c: c, window: window, open: map[lookupKey]*lookupBatch{}}
 }
 
-// lookup joins the open batch of its region and account (or opens one),
-// and waits for its answer or ctx's end.
+// lookup puts its IDs in the open batch of its region and account (or
+// opens one), and waits for its answer or ctx's end.
 func (bt *batcher) lookup(ctx context.Context, region string, t hbrbot.Targets, cross *hbrbot.CrossAccount) ([]hbrbot.ClientInfo, error) {
 	key := lookupKey{region: region}
 	if cross != nil {
 		key.cross, key.isX = *cross, true
 	}
-	w := &lookupWaiter{t: t, done: make(chan struct{})}
 	p := PriorityOf(ctx)
 	if p.Rank.IsZero() {
 		p.Rank = time.Now()
 	}
+	w := &lookupWaiter{t: t, prio: p, done: make(chan struct{})}
 
 	bt.mu.Lock()
 	b := bt.open[key]
 	if b == nil {
-		b = &lookupBatch{key: key, cross: cross, seen: map[string]bool{}, prio: p, opened: time.Now()}
+		b = &lookupBatch{key: key, cross: cross, askers: map[string][]*lookupWaiter{}, opened: time.Now()}
 		bt.open[key] = b
 		b.timer = time.AfterFunc(bt.window, func() { bt.due(b) })
 	}
-	b.add(w, p)
-	full := len(b.inst) >= describePageSize || len(b.client) >= describePageSize
+	b.add(w)
+	pages := bt.cut(b, false)
 	bt.mu.Unlock()
-	if full {
-		bt.send(b)
-	}
+	bt.run(pages)
 
 	select {
 	case <-w.done:
 		return w.out, w.err
 	case <-ctx.Done():
 		bt.mu.Lock()
-		b.left--
-		if b.left == 0 && b.cancel != nil {
-			b.cancel()
+		w.gone = true
+		for _, pg := range w.pages {
+			pg.leave()
 		}
 		bt.mu.Unlock()
 		return nil, ctx.Err()
@@ -104,24 +120,96 @@ func (bt *batcher) lookup(ctx context.Context, region string, t hbrbot.Targets, 
 }
 
 // add puts w's IDs in the batch (once each). Caller holds bt.mu.
-func (b *lookupBatch) add(w *lookupWaiter, p Priority) {
-	for _, id := range w.t.InstanceIDs {
-		if !b.seen["i:"+id] {
-			b.seen["i:"+id] = true
-			b.inst = append(b.inst, id)
+func (b *lookupBatch) add(w *lookupWaiter) {
+	ask := func(ids []string, prefix string, pending *[]string) {
+		for _, id := range ids {
+			k := prefix + id
+			as := b.askers[k]
+			if len(as) > 0 && as[len(as)-1] == w {
+				continue // named twice by w
+			}
+			if len(as) == 0 {
+				*pending = append(*pending, id)
+			}
+			b.askers[k] = append(as, w)
+			w.unassigned++
 		}
 	}
-	for _, id := range w.t.ClientIDs {
-		if !b.seen["c:"+id] {
-			b.seen["c:"+id] = true
-			b.client = append(b.client, id)
+	ask(w.t.InstanceIDs, "i:", &b.inst)
+	ask(w.t.ClientIDs, "c:", &b.client)
+}
+
+// prio is the most urgent priority of b's waiters: the batch waits as
+// they would. Caller holds bt.mu.
+func (b *lookupBatch) prio() Priority {
+	var p Priority
+	first := true
+	for _, as := range b.askers {
+		for _, w := range as {
+			if first || more(w.prio, p) {
+				p, first = w.prio, false
+			}
 		}
 	}
-	b.waiters = append(b.waiters, w)
-	b.left++
-	// The batch goes as its most urgent waiter would.
-	if p.Class > b.prio.Class || p.Class == b.prio.Class && p.Rank.Before(b.prio.Rank) {
-		b.prio = p
+	return p
+}
+
+// more says whether p goes before q.
+func more(p, q Priority) bool {
+	return p.Class > q.Class || p.Class == q.Class && p.Rank.Before(q.Rank)
+}
+
+// cut takes b's full pages of IDs (all of its IDs when all is set) into
+// pages, and closes b once it is empty. Caller holds bt.mu; the pages are
+// to be run after it is released.
+func (bt *batcher) cut(b *lookupBatch, all bool) []*lookupPage {
+	var pages []*lookupPage
+	take := func(key, prefix string, pending *[]string) {
+		for len(*pending) >= describePageSize || all && len(*pending) > 0 {
+			n := min(len(*pending), describePageSize)
+			bt.pages++
+			pages = append(pages, b.page(bt.pages, filter{key, (*pending)[:n:n]}, prefix))
+			*pending = (*pending)[n:]
+		}
+	}
+	take("InstanceIds", "i:", &b.inst)
+	take("ClientIds", "c:", &b.client)
+	if len(b.inst) == 0 && len(b.client) == 0 {
+		b.timer.Stop()
+		if bt.open[b.key] == b {
+			delete(bt.open, b.key)
+		}
+	}
+	return pages
+}
+
+// page makes the call for f's IDs, for the waiters that asked for them.
+// Caller holds bt.mu.
+func (b *lookupBatch) page(seq int, f filter, prefix string) *lookupPage {
+	pg := &lookupPage{seq: seq, f: f, cross: b.cross, region: b.key.region}
+	for _, id := range f.ids {
+		for _, w := range b.askers[prefix+id] {
+			w.unassigned--
+			if w.gone {
+				continue
+			}
+			if n := len(w.pages); n == 0 || w.pages[n-1] != pg {
+				w.pages = append(w.pages, pg)
+				w.pagesLeft++
+				pg.waiters = append(pg.waiters, w)
+				pg.left++
+			}
+		}
+		delete(b.askers, prefix+id)
+	}
+	return pg
+}
+
+// leave is a waiter of pg giving up. Caller holds bt.mu.
+func (pg *lookupPage) leave() {
+	pg.left--
+	if pg.left == 0 && pg.cancel != nil {
+		pg.cancel()
 	}
 }
 
@@ -135,83 +223,86 @@ const maxOpen = time.Second
 // that under a short budget look-ups share more of their calls.
 func (bt *batcher) due(b *lookupBatch) {
 	bt.mu.Lock()
-	prio, opened := b.prio, b.opened
-	bt.mu.Unlock()
-	if q := bt.c.queue; q != nil && time.Since(opened) < maxOpen && q.waitingAtLeast("DescribeBackupClients", prio.Class) > 0 {
-		b.timer.Reset(bt.window)
-		return
+	if bt.open[b.key] != b {
+		bt.mu.Unlock()
+		return // emptied by full pages meanwhile
 	}
-	bt.send(b)
-}
-
-// send closes the batch to newcomers and runs its calls, once.
-func (bt *batcher) send(b *lookupBatch) {
-	bt.mu.Lock()
-	if b.sent {
+	if q := bt.c.queue; q != nil && time.Since(b.opened) < maxOpen && q.waitingAtLeast("DescribeBackupClients", b.prio().Class) > 0 {
+		b.timer.Reset(bt.window)
 		bt.mu.Unlock()
 		return
 	}
-	b.sent = true
-	b.timer.Stop()
-	if bt.open[b.key] == b {
-		delete(bt.open, b.key)
-	}
-	ctx, cancel := context.WithCancel(WithPriority(context.Background(), b.prio))
-	b.cancel = cancel
-	if b.left == 0 {
-		cancel()
-	}
-	filters := filtersOf(hbrbot.Targets{InstanceIDs: b.inst, ClientIDs: b.client})
+	pages := bt.cut(b, true)
 	bt.mu.Unlock()
-	go bt.run(ctx, b, filters)
+	bt.run(pages)
 }
 
-// run makes the batch's calls, a filter at a time in parallel, and answers
-// every waiter: its clients, or the error of a call it needed.
-func (bt *batcher) run(ctx context.Context, b *lookupBatch, filters []filter) {
-	defer b.cancel()
-	results := make([]filterResult, len(filters))
-	var wg sync.WaitGroup
-	for i, f := range filters {
-		wg.Go(func() {
-			clients, err := bt.c.describeFilter(ctx, b.key.region, f, b.cross)
-			results[i] = filterResult{f: f, clients: clients, err: err}
-		})
-	}
-	wg.Wait()
-	for _, w := range b.waiters {
-		w.out, w.err = answer(results, w.t)
-		close(w.done)
+// run starts the pages' calls, each with the priority of its most urgent
+// waiter. A page whose waiters all left is not called.
+func (bt *batcher) run(pages []*lookupPage) {
+	for _, pg := range pages {
+		if len(pg.waiters) == 0 {
+			continue
+		}
+		p := pg.waiters[0].prio
+		for _, w := range pg.waiters[1:] {
+			if more(w.prio, p) {
+				p = w.prio
+			}
+		}
+		ctx, cancel := context.WithCancel(WithPriority(context.Background(), p))
+		bt.mu.Lock()
+		pg.cancel = cancel
+		if pg.left == 0 {
+			cancel()
+		}
+		bt.mu.Unlock()
+		go bt.call(ctx, pg)
 	}
 }
 
-// answer is what one waiter asked for, in the calls' order, without
-// duplicates; or the first error of a call that named one of its IDs.
+// call makes one page's call and hands its result to each waiter; a
+// waiter that has all of its pages' results gets its answer.
+func (bt *batcher) call(ctx context.Context, pg *lookupPage) {
+	defer pg.cancel()
+	clients, err := bt.c.describeFilter(ctx, pg.region, pg.f, pg.cross)
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	for _, w := range pg.waiters {
+		w.results = append(w.results, filterResult{f: pg.f, seq: pg.seq, clients: clients, err: err})
+		w.pagesLeft--
+		if w.pagesLeft == 0 && w.unassigned == 0 {
+			w.out, w.err = answer(w.results, w.t)
+			close(w.done)
+		}
+	}
+}
+
+// answer is what one waiter asked for, from the results of its pages (in
+// whatever order they came): the clients of its instance pages, then of
+// its client pages, each in the order the pages were cut and HBR listed
+// them, without duplicates; or the first error of its pages.
 func answer(results []filterResult, t hbrbot.Targets) ([]hbrbot.ClientInfo, error) {
+	slices.SortFunc(results, func(a, b filterResult) int {
+		if ai, bi := a.f.key == "InstanceIds", b.f.key == "InstanceIds"; ai != bi {
+			if ai {
+				return -1
+			}
+			return 1
+		}
+		return a.seq - b.seq
+	})
 	inst, client := toSet(t.InstanceIDs), toSet(t.ClientIDs)
 	var out []hbrbot.ClientInfo
 	seen := map[string]bool{}
 	for _, r := range results {
-		want, byInstance := client, r.f.key == "InstanceIds"
-		if byInstance {
-			want = inst
-		}
-		needed := false
-		for _, id := range r.f.ids {
-			if want[id] {
-				needed = true
-				break
-			}
-		}
-		if !needed {
-			continue
-		}
 		if r.err != nil {
 			return nil, r.err
 		}
+		byInstance := r.f.key == "InstanceIds"
 		var mine []hbrbot.ClientInfo
 		for _, ci := range r.clients {
-			if byInstance && want[ci.InstanceID] || !byInstance && want[ci.ClientID] {
+			if byInstance && inst[ci.InstanceID] || !byInstance && client[ci.ClientID] {
 				mine = append(mine, ci)
 			}
 		}

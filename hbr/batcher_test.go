@@ -2,7 +2,7 @@ package hbr
 
 import (
 	"context"
-
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -23,9 +23,10 @@ func targetsOf(ns ...int) hbrbot.Targets {
 }
 
 // TestBatcherMerges: look-ups of one region and account that wait at the
-// same moment share calls of at most a page of IDs (here the batch goes
-// when it holds a page; its window is an hour), and each waiter gets
-// exactly the clients it asked for. The ID filters go in the form body.
+// same moment share calls of at most a page of IDs, and each waiter gets
+// exactly the clients it asked for. Each full page goes at once; the rest
+// when the window ends (here an hour: the test ends it once the full pages
+// went). The ID filters go in the form body.
 func TestBatcherMerges(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -34,7 +35,8 @@ func TestBatcherMerges(t *testing.T) {
 	}{
 		{"three look-ups of 33 IDs: one call", [][]int{seq(0, 33), seq(33, 66), seq(66, 99)}, []int{99}},
 		{"two of 60: a page and the rest", [][]int{seq(0, 60), seq(60, 120)}, []int{21, 99}},
-		// No two fill a page, so the batch goes with all three in it.
+		// Not two pages each: the last ID of a job shares the next one's page.
+		{"two of 100: two pages and the rest", [][]int{seq(0, 100), seq(100, 200)}, []int{2, 99, 99}},
 		{"overlapping IDs named once", [][]int{seq(0, 45), seq(30, 75), seq(60, 99)}, []int{99}},
 	}
 	for _, tc := range tests {
@@ -51,6 +53,16 @@ func TestBatcherMerges(t *testing.T) {
 			for i, ns := range tc.waiters {
 				wg.Go(func() { got[i], errs[i] = c.DescribeBackupClients(ctx, testRegion, targetsOf(ns...), nil) })
 			}
+			full := 0
+			for _, n := range tc.wantCalls {
+				if n == describePageSize {
+					full++
+				}
+			}
+			if _, err := srv.WaitCalls(ctx, hbrtest.ActionDescribeBackupClients, full); err != nil {
+				t.Fatalf("full pages not sent at once: %v", err)
+			}
+			endWindows(c)
 			wg.Wait()
 			for i, ns := range tc.waiters {
 				if errs[i] != nil {
@@ -72,6 +84,17 @@ func TestBatcherMerges(t *testing.T) {
 				t.Errorf("calls named %v IDs, want %v", sizes, tc.wantCalls)
 			}
 		})
+	}
+}
+
+// endWindows ends the window of every open batch of c, as its timer would.
+func endWindows(c *Client) {
+	bt := c.lookups
+	bt.mu.Lock()
+	open := slices.Collect(maps.Values(bt.open))
+	bt.mu.Unlock()
+	for _, b := range open {
+		bt.due(b)
 	}
 }
 
@@ -147,6 +170,27 @@ func TestBatcherErrorsAndLeaving(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, wants(seq(50, 99)...)) {
 			t.Errorf("got %d clients, want 49", len(got))
+		}
+	})
+	t.Run("all waiters leave: no call", func(t *testing.T) {
+		ctx := testCtx(t)
+		srv := newServer(t)
+		register(srv, 100)
+		o := testOptions(srv.Host())
+		o.LookupWindow = time.Hour
+		c := newClient(t, o)
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := c.DescribeBackupClients(gone, testRegion, targetsOf(seq(0, 50)...), nil); err != context.Canceled {
+			t.Fatalf("left waiter: %v", err)
+		}
+		endWindows(c)
+		if _, err := c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(50, 149)...), nil); err != nil { // a page of its own
+			t.Fatal(err)
+		}
+		calls := srv.Calls(hbrtest.ActionDescribeBackupClients)
+		if len(calls) != 1 || len(sentIDs(t, calls[0], "InstanceIds")) != 99 {
+			t.Errorf("%d calls, want 1 of the second waiter's 99 IDs", len(calls))
 		}
 	})
 }

@@ -10,7 +10,12 @@ import (
 
 // requestWork is the scheduled work of a request before its jobs: its
 // expiry, its card's redraws, and a look-up that came after its card.
-type requestWork struct{ *Intake }
+type requestWork struct {
+	*Intake
+	// lookups bounds the deferred look-ups running at once (nil: no
+	// bound); see LookUp.
+	lookups chan struct{}
+}
 
 // Expire runs a request's expiry: a request still pending at its deadline
 // expires, and its card says so.

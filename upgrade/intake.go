@@ -239,7 +239,7 @@ func (in *Intake) request(ctx context.Context, inv Invocation, spec hbrbot.Upgra
 			return n
 		}
 	} else {
-		preflight, preflightFailure = requestWork{in}.preflight(ctx, spec)
+		preflight, preflightFailure = requestWork{Intake: in}.preflight(ctx, spec)
 	}
 	var skipped []string
 	if preflightFailure == "" && !spec.Force {
@@ -284,7 +284,7 @@ func (in *Intake) request(ctx context.Context, inv Invocation, spec hbrbot.Upgra
 	}
 	in.audit.record(ctx, hbrbot.AuditRecord{Event: hbrbot.AuditRequestPosted, RequestID: r.ID, Actor: "hbrbot",
 		Channel: r.ChannelID, Fields: map[string]string{"card_ts": ts}})
-	requestWork{in}.lookUpLater(ctx, r)
+	requestWork{Intake: in}.lookUpLater(ctx, r)
 	return Notice{}
 }
 

@@ -216,9 +216,12 @@ func (j *Jobs) running(ctx context.Context, run *batchRun) (hbrbot.Next, error) 
 	return next, nil
 }
 
-// finished posts the final report (and the started one, if a crash left
+// finished verifies the clients of a job that ended, posts the final report (and the started one, if a crash left
 // it), shares a large job's table, and closes the batch.
 func (j *Jobs) finished(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
+	if run.status.VerifyDue {
+		return j.verifyEnded(ctx, run)
+	}
 	if run.status.TaskID != "" {
 		if next, posted, err := j.reply(ctx, run, hbrbot.ReportStarted); !posted || err != nil {
 			return next, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hbrbot/hbrbot"
+	"github.com/hbrbot/hbrbot/hbr"
 )
 
 // wantReports fails unless the reports posted are kinds, in order.
@@ -496,4 +497,78 @@ func TestJobNotSubmittedWithoutDurableMark(t *testing.T) {
 	}
 	wantCalls(t, e, "UpgradeBackupClients", 0)
 	wantReports(t, e, hbrbot.ReportFinal)
+}
+
+// TestJobVerificationWaitsForBudget: a job's end is saved at once; a
+// verification that gets no HBR budget comes back at the minimum interval
+// without polling the job again, and the report waits for it rather than
+// saying the versions are unverified.
+func TestJobVerificationWaitsForBudget(t *testing.T) {
+	e := newEnv(t)
+	now := e.clock.Now()
+	_, batches := e.seed([]string{"i-wait1", "i-wait2"}, running(now.Add(-10*time.Second)))
+	key := batches[0].Key()
+	w := batchWork(key)
+	e.hbr.setTasks(task("completed", 100, ""))
+	e.hbr.setClients(func(hbrbot.Targets) ([]hbrbot.ClientInfo, error) { return nil, hbr.ErrNoBudget })
+	if err := e.handle(w); err != nil {
+		t.Fatal(err)
+	}
+	b := e.batch(key)
+	if b.State != hbrbot.BatchFinished || b.Final != hbrbot.JobCompleted || !b.VerifyDue || !b.Ended.Equal(now) || b.VerifyFailure != "" {
+		t.Fatalf("batch %s %q, verify due %v, ended %v, failure %q: want the end kept and the look-up due",
+			b.State, b.Final, b.VerifyDue, b.Ended, b.VerifyFailure)
+	}
+	e.wantDue(w, now.Add(pollPolicyOf(e.opts).min))
+	wantReports(t, e)
+
+	e.hbr.setClients(func(t hbrbot.Targets) ([]hbrbot.ClientInfo, error) {
+		return clientsAt("2.0.0", "2.0.0", t.All()...), nil
+	})
+	e.clock.Advance(pollPolicyOf(e.opts).min)
+	if err := e.handle(w); err != nil {
+		t.Fatal(err)
+	}
+	b = e.batch(key)
+	if b.VerifyDue || len(b.After) != 2 || !b.Verified() {
+		t.Errorf("verify due %v, %d after, verified %v; want verified", b.VerifyDue, len(b.After), b.Verified())
+	}
+	wantCalls(t, e, "DescribeTask", 1)
+	wantCalls(t, e, "DescribeBackupClients", 2)
+	wantReports(t, e, hbrbot.ReportFinal)
+	e.wantUnscheduled(w)
+}
+
+// TestJobPollWithoutBudget: a poll that gets no DescribeTask budget was
+// never made: one of a job predicted to run on is skipped for the poll at
+// its predicted end; one that could end a job comes back at the minimum
+// interval.
+func TestJobPollWithoutBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		progress int
+		due      func(now time.Time, min time.Duration) time.Time
+	}{
+		// Started 10 s ago, at 20%: predicted to end 40 s from now.
+		{"predicted to run on", 20, func(now time.Time, _ time.Duration) time.Time { return now.Add(40 * time.Second) }},
+		{"no progress to go by", 0, func(now time.Time, min time.Duration) time.Time { return now.Add(min) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			now := e.clock.Now()
+			_, batches := e.seed([]string{"i-nb1"}, running(now.Add(-10*time.Second)), func(b *hbrbot.Batch) {
+				b.Progress, b.Polls = tc.progress, 1
+			})
+			key := batches[0].Key()
+			e.hbr.setTasks(taskAnswer{err: hbr.ErrNoBudget})
+			if err := e.handle(batchWork(key)); err != nil {
+				t.Fatal(err)
+			}
+			b := e.batch(key)
+			if b.State != hbrbot.BatchRunning || b.Polls != 1 {
+				t.Errorf("batch %s after %d polls, want running after 1", b.State, b.Polls)
+			}
+			e.wantDue(batchWork(key), tc.due(now, pollPolicyOf(e.opts).min))
+		})
+	}
 }

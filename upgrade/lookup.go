@@ -21,7 +21,7 @@ const preflightInline = time.Second
 
 // lookupRetry is how soon a deferred look-up that did not land in its
 // lease is tried again.
-const lookupRetry = time.Second
+const lookupRetry = 2 * time.Second
 
 // preflight looks the IDs up before the card; when that cannot be done in
 // time and the store can take a later look-up, it says FailurePending.
@@ -56,8 +56,18 @@ func (in requestWork) lookUpLater(ctx context.Context, r hbrbot.Request) {
 // that older cards are drawn first, then stores the look-up (leaving out
 // clients at the latest version while the request is pending) and redraws
 // the card. A look-up that did not land is tried again; one HBR refused
-// is shown as failed.
+// is shown as failed. At most a quarter of a replica's workers run
+// look-ups: waiting for the budget, they would otherwise take the slots
+// that polls and verifications need, and a job's end would be seen late.
 func (in requestWork) LookUp(ctx, _ context.Context, l hbrbot.Lease) error {
+	if in.lookups != nil {
+		select {
+		case in.lookups <- struct{}{}:
+			defer func() { <-in.lookups }()
+		default:
+			return in.store.Reschedule(ctx, l, hbrbot.DueAt(in.now().Add(lookupRetry)))
+		}
+	}
 	ps, ok := in.store.(preflightStore)
 	r, err := in.store.Request(ctx, l.Work.ID)
 	if errors.Is(err, hbrbot.ErrNotFound) || !ok {
@@ -69,7 +79,8 @@ func (in requestWork) LookUp(ctx, _ context.Context, l hbrbot.Lease) error {
 	if r.PreflightFailure != hbrbot.FailurePending || r.State == hbrbot.RequestExpired || r.State == hbrbot.RequestCancelled {
 		return in.store.Reschedule(ctx, l, hbrbot.End())
 	}
-	lctx := withPriority(ctx, hbr.Priority{Class: hbr.Informs, Rank: r.CreatedAt})
+	lctx, cancel := context.WithDeadline(withPriority(ctx, hbr.Priority{Class: hbr.Informs, Rank: r.CreatedAt}), l.Until.Add(-saveRoom))
+	defer cancel()
 	clients, err := in.fleet.hbr.DescribeBackupClients(lctx, r.Spec.Region, r.Spec.Targets, r.Spec.CrossAccount)
 	failure := ""
 	if err != nil {

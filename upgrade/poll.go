@@ -79,7 +79,14 @@ func (j *Jobs) submit(ctx context.Context, b hbrbot.Batch, log *slog.Logger) hbr
 // step follows).
 func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
 	b := &run.status
-	task, err := j.hbr.DescribeTask(withPriority(ctx, pollPriority(*b, j.now())), b.Region, b.TaskID)
+	prio := pollPriority(*b, j.now())
+	pctx := ctx
+	if prio.Class == hbr.Informs {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, informsPollWait)
+		defer cancel()
+	}
+	task, err := j.hbr.DescribeTask(withPriority(pctx, prio), b.Region, b.TaskID)
 	b.Polls++
 	now := j.now()
 	finalStatus, final := task.Final()
@@ -102,6 +109,12 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 		run.log.WarnContext(ctx, "job timed out; last poll failed", "task", b.TaskID, "err", err)
 		b.State, b.Final, b.Ended = hbrbot.BatchFinished, hbrbot.JobTimedOut, now
 		return hbrbot.Hold(), nil
+	case errors.Is(err, hbr.ErrNoBudget) && prio.Class == hbr.Informs:
+		// Never sent: DescribeTask's budget is short, and this look would
+		// only have said the job runs on. Not a poll; skipped for the one
+		// at the job's predicted end.
+		b.Polls--
+		return hbrbot.DueAt(j.poll.atPredictedEnd(*b, now)), nil
 	case errors.Is(err, hbr.ErrNoBudget):
 		// Never sent: DescribeTask's budget is spent on jobs more likely
 		// to have ended. Not a poll; this one comes back soon.
@@ -115,12 +128,9 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 	if !final && !timedOut {
 		return hbrbot.DueAt(j.poll.next(*b, now)), nil
 	}
-	// The job ended (or timed out): the rest needs the IDs.
-	full, err := j.batch(ctx, run)
-	if err != nil {
-		return hbrbot.Next{}, err
-	}
-	b.State, b.Ended = hbrbot.BatchFinished, now
+	// The job ended (or timed out): saved so, its clients to be looked
+	// up by the finished step.
+	b.State, b.Ended, b.VerifyDue = hbrbot.BatchFinished, now, !b.DryRun
 	if final {
 		b.Final = finalStatus
 		results, err := hbrbot.ParseTaskResult(task.Result)
@@ -131,9 +141,21 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 	} else {
 		b.Final = hbrbot.JobTimedOut // the clients may have moved regardless: verified too
 	}
-	if err := j.verify(ctx, b, full.Targets, run.log); err != nil {
+	return hbrbot.Hold(), nil
+}
+
+// verifyEnded looks the clients of a job that ended up (see verify). One
+// that got no look-up in its lease (HBR's budget is spent on other work)
+// comes back shortly, the job's end kept: it is never polled again.
+func (j *Jobs) verifyEnded(ctx context.Context, run *batchRun) (hbrbot.Next, error) {
+	b, err := j.batch(ctx, run)
+	if err != nil {
 		return hbrbot.Next{}, err
 	}
+	if errors.Is(j.verify(ctx, &run.status, run.lease, b.Targets, run.log), errNoLookup) {
+		return hbrbot.DueAt(j.now().Add(j.poll.min)), nil
+	}
+	run.status.VerifyDue = false
 	return hbrbot.Hold(), nil
 }
 
@@ -141,14 +163,26 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 // the report falls back to HBR's word, marked unverified.
 const verifyAttempts = 3
 
+// saveRoom is the part of its lease a step waiting for HBR's budget
+// leaves for saving what came of the wait.
+const saveRoom = 3 * time.Second
+
+// errNoLookup: the verification asked HBR nothing, or had no answer
+// before its lease ran short (it waited for HBR's budget): nothing is
+// known, and the look-up is to be made again rather than the versions
+// reported unverified.
+var errNoLookup = errors.New("no verification look-up in this lease")
+
 // verify looks the batch's clients up again once the job ended: their
 // state decides every ID's outcome (Batch.Outcomes). A failed look-up is
 // tried again, with backoff, up to verifyAttempts times; one that got no
-// HBR budget asked nothing, and the step runs again shortly.
-func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot.Targets, log *slog.Logger) error {
+// HBR budget within the lease is errNoLookup.
+func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, l hbrbot.Lease, targets hbrbot.Targets, log *slog.Logger) error {
 	if b.DryRun {
 		return nil
 	}
+	vctx, cancel := context.WithDeadline(ctx, l.Until.Add(-saveRoom))
+	defer cancel()
 	wait := j.verifyBackoff
 	if wait <= 0 {
 		wait = 500 * time.Millisecond
@@ -156,18 +190,15 @@ func (j *Jobs) verify(ctx context.Context, b *hbrbot.BatchStatus, targets hbrbot
 	var err error
 	for attempt := 1; ; attempt++ {
 		var after []hbrbot.ClientInfo
-		after, err = j.hbr.DescribeBackupClients(withPriority(ctx, hbr.Priority{Class: hbr.Moves, Rank: b.Ended}), b.Region, targets, b.CrossAccount)
-		if errors.Is(err, hbr.ErrNoBudget) {
-			// Nothing was asked: the step is run again shortly (its poll
-			// too, as nothing of it was saved) rather than reporting the
-			// versions unverified.
-			return retryIn{err: err, after: j.poll.min}
+		after, err = j.hbr.DescribeBackupClients(withPriority(vctx, hbr.Priority{Class: hbr.Moves, Rank: b.Ended}), b.Region, targets, b.CrossAccount)
+		if errors.Is(err, hbr.ErrNoBudget) || err != nil && vctx.Err() != nil {
+			return errNoLookup
 		}
 		if err == nil {
 			b.After, b.VerifyFailure, b.VerifiedAt = after, "", j.now()
 			return nil
 		}
-		if attempt == verifyAttempts || !sleepCtx(ctx, wait) {
+		if attempt == verifyAttempts || !sleepCtx(vctx, wait) {
 			break
 		}
 		log.WarnContext(ctx, "verification look-up failed; trying again", "err", err, "attempt", attempt)
@@ -190,15 +221,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// retryIn is an error that has the step run again after a while.
-type retryIn struct {
-	err   error
-	after time.Duration
-}
-
-func (r retryIn) Error() string             { return r.err.Error() }
-func (r retryIn) Unwrap() error             { return r.err }
-func (r retryIn) RetryAfter() time.Duration { return r.after }
+// informsPollWait bounds how long a poll of a job predicted to run on
+// waits for DescribeTask's budget: when it is that short, the budget goes
+// to the polls that can end a job.
+const informsPollWait = time.Second
 
 // pollPolicy says when to ask about a job again.
 type pollPolicy struct {
@@ -226,4 +252,17 @@ func (p pollPolicy) next(b hbrbot.BatchStatus, now time.Time) time.Time {
 		next = b.Deadline
 	}
 	return next
+}
+
+// atPredictedEnd is when b's job should end at the rate its progress came,
+// within [now+min, deadline]: the poll that skips the looks in between.
+func (p pollPolicy) atPredictedEnd(b hbrbot.BatchStatus, now time.Time) time.Time {
+	at := predictedEnd(b, now)
+	if soonest := now.Add(p.min); at.Before(soonest) {
+		at = soonest
+	}
+	if at.After(b.Deadline) {
+		at = b.Deadline
+	}
+	return at
 }

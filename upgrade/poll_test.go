@@ -59,7 +59,7 @@ func TestNextPoll(t *testing.T) {
 func TestOptionsDefaults(t *testing.T) {
 	o := Options{}.withDefaults()
 	if o.PollInterval != 10*time.Second || o.MinPollInterval != o.PollInterval || o.MaxPollInterval != o.PollInterval ||
-		o.TaskTimeout != 20*time.Minute || o.Lease != time.Minute || o.Workers != 32 || o.SubmitTimeout != 10*time.Second ||
+		o.TaskTimeout != 20*time.Minute || o.Lease != time.Minute || o.Workers != 128 || o.SubmitTimeout != 10*time.Second ||
 		o.ShutdownGrace != 7*time.Second || o.ProgressEvery != 5*time.Second || o.Logger == nil || o.Observer == nil || o.Now == nil {
 		t.Errorf("defaults: %+v", o)
 	}

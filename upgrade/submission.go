@@ -96,8 +96,8 @@ func (j submissions) takeOver(ctx context.Context, run *batchRun) (hbrbot.Next, 
 	if err != nil {
 		return hbrbot.Next{}, err
 	}
-	if err := j.verify(ctx, st, b.Targets, run.log); err != nil {
-		return hbrbot.Next{}, err
+	if errors.Is(j.verify(ctx, st, run.lease, b.Targets, run.log), errNoLookup) {
+		return hbrbot.DueAt(now.Add(j.poll.min)), nil
 	}
 	if !st.Verified() && st.Polls < unknownVerifyTries {
 		// Nothing else can tell what became of these IDs: look again later

@@ -130,7 +130,7 @@ func (o Options) withDefaults() Options {
 		o.Lease = time.Minute
 	}
 	if o.Workers <= 0 {
-		o.Workers = 32 // steps wait on HBR, Slack and Redis, not on the CPU
+		o.Workers = 128 // steps wait on HBR, Slack and Redis, not on the CPU
 	}
 	if o.SubmitTimeout <= 0 {
 		o.SubmitTimeout = 10 * time.Second
@@ -174,7 +174,7 @@ func New(store Store, flood Floodgate, h HBR, chat Chat, p Settings, o Options) 
 	intake.limits = limits{gate: flood, settings: p, now: o.Now}
 	sched.Handle(hbrbot.WorkBatch, jobs.Advance)
 	sched.Handle(hbrbot.WorkProgress, progress.Show)
-	requests := requestWork{intake}
+	requests := requestWork{Intake: intake, lookups: make(chan struct{}, max(1, o.Workers/4))}
 	sched.Handle(hbrbot.WorkExpiry, requests.Expire)
 	sched.Handle(hbrbot.WorkCardSync, requests.SyncCard)
 	sched.Handle(hbrbot.WorkLookup, requests.LookUp)

@@ -187,7 +187,7 @@ func collect(o Options, p plan, c collected) *Result {
 		}
 		minGap = lo / 2
 	}
-	var lags []float64
+	var lags, pollLags, afterPoll []float64
 	var totalCalls, totalMin float64
 	early, afterEnd, unknownJobs := 0, 0, 0
 	perJob := map[int]int{}
@@ -223,6 +223,10 @@ func collect(o Options, p plan, c collected) *Result {
 		}
 		if at, ok := counts.finalAt[id]; ok && !observable.IsZero() {
 			lags = append(lags, at.Sub(observable).Seconds()/interval.Seconds())
+			if o.Model != "steps" && !rec.terminalAt.IsZero() {
+				pollLags = append(pollLags, rec.terminalAt.Sub(observable).Seconds()/interval.Seconds())
+				afterPoll = append(afterPoll, at.Sub(rec.terminalAt).Seconds()/interval.Seconds())
+			}
 		}
 	}
 	r.FinalReports = len(counts.finals)
@@ -232,6 +236,12 @@ func collect(o Options, p plan, c collected) *Result {
 	r.add("report_lag_p50", "%.2f intervals (%s)", r.LagP50, ms(time.Duration(r.LagP50*float64(interval))))
 	r.add("report_lag_p99", "%.2f intervals (%s)", r.LagP99, ms(time.Duration(r.LagP99*float64(interval))))
 	r.add("report_lag_max", "%.2f intervals", r.LagMax)
+	if len(pollLags) > 0 {
+		// Where the lag is: finding the end (polling), or after it (the
+		// verification and the report).
+		r.add("report_lag_parts_p50_p99", "job end -> the poll that saw it %.2f %.2f; that poll -> report %.2f %.2f intervals",
+			percentile(pollLags, 0.5), percentile(pollLags, 0.99), percentile(afterPoll, 0.5), percentile(afterPoll, 0.99))
+	}
 	r.add("describe_calls", "%d", int(totalCalls))
 	r.add("describe_calls_per_job", "%.2f", r.CallsPerJob)
 	if o.Model == "steps" {
