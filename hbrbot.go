@@ -181,9 +181,11 @@ type BatchStatus struct {
 	Deadline time.Time       `json:"deadline,omitzero"` // report as timed out after
 	Ended    time.Time       `json:"ended,omitzero"`    // the poll that saw the job end
 	Progress int             `json:"progress"`
-	Polls    int             `json:"polls,omitempty"` // DescribeTask calls so far
-	Final    FinalStatus     `json:"final,omitempty"`
-	Results  []ClientResult  `json:"results,omitempty"`
+	// ProgressAt is when Progress was seen (the last poll that answered).
+	ProgressAt time.Time      `json:"progress_at,omitzero"`
+	Polls      int            `json:"polls,omitempty"` // DescribeTask calls so far
+	Final      FinalStatus    `json:"final,omitempty"`
+	Results    []ClientResult `json:"results,omitempty"`
 	// After is the clients as DescribeBackupClients saw them after the
 	// job; VerifyFailure says why it is missing (a Failure reason).
 	After         []ClientInfo `json:"after,omitempty"`

@@ -549,15 +549,15 @@ func TestJobPollWithoutBudget(t *testing.T) {
 		progress int
 		due      func(now time.Time, min time.Duration) time.Time
 	}{
-		// Started 10 s ago, at 20%: predicted to end 40 s from now.
-		{"predicted to run on", 20, func(now time.Time, _ time.Duration) time.Time { return now.Add(40 * time.Second) }},
+		// Started 10 s ago, 20% seen 5 s in: predicted to end 15 s from now.
+		{"predicted to run on", 20, func(now time.Time, _ time.Duration) time.Time { return now.Add(15 * time.Second) }},
 		{"no progress to go by", 0, func(now time.Time, min time.Duration) time.Time { return now.Add(min) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			now := e.clock.Now()
 			_, batches := e.seed([]string{"i-nb1"}, running(now.Add(-10*time.Second)), func(b *hbrbot.Batch) {
-				b.Progress, b.Polls = tc.progress, 1
+				b.Progress, b.ProgressAt, b.Polls = tc.progress, now.Add(-5*time.Second), 1
 			})
 			key := batches[0].Key()
 			e.hbr.setTasks(taskAnswer{err: hbr.ErrNoBudget})

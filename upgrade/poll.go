@@ -124,7 +124,7 @@ func (j *Jobs) pollOnce(ctx context.Context, run *batchRun) (hbrbot.Next, error)
 		run.log.WarnContext(ctx, "describe task failed; polling on", "task", b.TaskID, "err", err)
 		return hbrbot.DueAt(j.poll.next(*b, now)), nil
 	}
-	b.Progress = task.Progress
+	b.Progress, b.ProgressAt = task.Progress, now
 	if !final && !timedOut {
 		return hbrbot.DueAt(j.poll.next(*b, now)), nil
 	}

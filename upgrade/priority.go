@@ -28,12 +28,17 @@ func pollPriority(b hbrbot.BatchStatus, now time.Time) hbr.Priority {
 	return hbr.Priority{Class: hbr.Informs, Rank: end}
 }
 
-// predictedEnd is when b's job should end at the rate its progress came;
-// without progress to go by, now (the poll is as due as any).
+// predictedEnd is when b's job should end at the rate its progress came
+// until it was seen; without progress to go by, now (the poll is as due
+// as any).
 func predictedEnd(b hbrbot.BatchStatus, now time.Time) time.Time {
 	if b.Progress <= 0 || b.Progress >= 100 || b.Started.IsZero() {
 		return now
 	}
-	elapsed := now.Sub(b.Started)
-	return now.Add(time.Duration(float64(elapsed) * float64(100-b.Progress) / float64(b.Progress)))
+	seen := b.ProgressAt
+	if seen.IsZero() { // saved by a version that did not keep it
+		seen = now
+	}
+	elapsed := seen.Sub(b.Started)
+	return seen.Add(time.Duration(float64(elapsed) * float64(100-b.Progress) / float64(b.Progress)))
 }
