@@ -32,6 +32,10 @@ type Options struct {
 	// Jobs HBR jobs; any left over are cancelled.
 	Commands int
 	InFlight int
+	// ApproveOnPost clicks a card as soon as it is posted, before a
+	// deferred look-up lands (by default the approver waits to see the
+	// versions).
+	ApproveOnPost bool
 	// Jobs HBR jobs are tracked. With more jobs than commands, a command
 	// names 100 IDs per job (the bot splits it); else each approved command
 	// names IDsPerJob IDs.
@@ -456,7 +460,7 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 
 	states := make([]*cmdState, len(p.cmds))
 	for i, c := range p.cmds {
-		states[i] = &cmdState{channel: c.channel, cardSeen: make(chan struct{}), decided: make(chan struct{})}
+		states[i] = &cmdState{channel: c.channel, posted: make(chan struct{}), cardSeen: make(chan struct{}), decided: make(chan struct{})}
 	}
 	tap := newSlackTap(states, len(p.jobs))
 	tapCtx, stopTap := context.WithCancel(ctx)
@@ -494,7 +498,7 @@ func run(ctx context.Context, o Options, dir string) (res *Result, err error) {
 		}
 		g.Go(func() error {
 			defer func() { <-sem }()
-			return drive(gctx, slack, tap, p.cmds[i], states[i])
+			return drive(gctx, slack, tap, p.cmds[i], states[i], o.ApproveOnPost)
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -621,15 +625,20 @@ func logHint(reps []*replica) string {
 	return "bot logs: " + strings.Join(paths, ", ") + " (kept with -keep)"
 }
 
-// drive sends one command, waits for its card, clicks it and waits for the
-// card to show the decision.
-func drive(ctx context.Context, slack *slacktest.Server, tap *slackTap, c cmdPlan, st *cmdState) error {
+// drive sends one command, waits for its card (showing its look-up, or
+// only posted with onPost), clicks it and waits for the card to show the
+// decision.
+func drive(ctx context.Context, slack *slacktest.Server, tap *slackTap, c cmdPlan, st *cmdState, onPost bool) error {
 	const requester, approver = "U0BREQ", "U0BAPPR"
 	tap.sent(st, time.Now())
 	env := slack.SendSlashCommand(slacktest.SlashCommand{ChannelID: c.channel, UserID: requester, Text: strings.Join(c.ids, " ")})
 	tap.setEnv(st, env, "", time.Time{})
+	card := st.cardSeen
+	if onPost {
+		card = st.posted
+	}
 	select {
-	case <-st.cardSeen:
+	case <-card:
 	case <-ctx.Done():
 		return fmt.Errorf("no card in %s: %w", c.channel, ctx.Err())
 	}

@@ -60,6 +60,7 @@ func mainErr(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	fs.IntVar(&o.Replicas, "replicas", d.Replicas, "bot replicas (child processes)")
 	fs.IntVar(&o.Commands, "commands", d.Commands, "slash commands (each approved, or cancelled when jobs run out)")
 	fs.IntVar(&o.InFlight, "inflight", d.InFlight, "commands in flight at once (sent, not yet decided)")
+	fs.BoolVar(&o.ApproveOnPost, "approve-on-post", false, "approve a card as soon as it is posted, before a deferred look-up lands (default: once it shows the versions)")
 	fs.IntVar(&o.Jobs, "jobs", d.Jobs, "HBR jobs tracked (more jobs than commands: 100 IDs a job)")
 	fs.IntVar(&o.IDsPerJob, "ids-per-job", d.IDsPerJob, "IDs per job when there are no more jobs than commands")
 	fs.DurationVar(&o.MinDuration, "min-duration", d.MinDuration, "shortest job")

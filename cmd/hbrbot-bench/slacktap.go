@@ -29,7 +29,8 @@ type cmdState struct {
 	decidedAt time.Time
 	startedAt time.Time // first "started" report in the thread
 
-	cardSeen chan struct{} // closed at the card
+	posted   chan struct{} // closed when the card is posted
+	cardSeen chan struct{} // closed at the card showing its look-up
 	decided  chan struct{} // closed at the card's update
 }
 
@@ -129,6 +130,7 @@ func (t *slackTap) onPost(c slacktest.Call) {
 	if thread == "" {
 		if st != nil && st.postedAt.IsZero() {
 			st.postedAt = c.At
+			close(st.posted)
 			if strings.Contains(c.Form.Get("blocks"), lookingUp) {
 				st.deferred = true
 			} else {
