@@ -184,7 +184,7 @@ func (c *Client) call(ctx context.Context, action, region string, params, form m
 	select {
 	case sc = <-c.pool:
 	case <-ctx.Done():
-		return nil, &callError{err: ctx.Err(), notSent: true}
+		return nil, &callError{err: fmt.Errorf("%s: %w: no connection free: %w", action, ErrNoBudget, ctx.Err()), notSent: true}
 	}
 	defer func() { c.pool <- sc }()
 	defer func() {
@@ -326,8 +326,17 @@ func retry[T any](ctx context.Context, c *Client, action string, retryable func(
 		backoff.WithNotify(func(err error, d time.Duration) {
 			c.log.WarnContext(ctx, "hbr call failed, retrying", "action", action, "err", err, "wait", d)
 		}))
-	if err != nil && ctx.Err() != nil && errors.Is(last, ErrNoBudget) {
-		return v, last // the call never went: say so, not just "deadline"
+	if err != nil && ctx.Err() != nil {
+		var ce *callError
+		switch {
+		case errors.Is(last, ErrNoBudget):
+			return v, last // the call never went: say so, not just "deadline"
+		case errors.As(last, &ce) && retryable(ce):
+			// Time ran out before a retry that the last answer allowed (it
+			// proved, for a submission, that nothing ran): as good as never
+			// sent, and to be made again, not reported as HBR's refusal.
+			return v, fmt.Errorf("%s: %w: out of time to retry after: %w", action, ErrNoBudget, last)
+		}
 	}
 	return v, err
 }

@@ -892,3 +892,42 @@ func checkParams(t *testing.T, params url.Values, want map[string]string, absent
 		}
 	}
 }
+
+// TestOutOfTimeToRetryIsNoBudget: a submission HBR throttled (which proves
+// nothing ran) whose context ends before the retry is ErrNoBudget, to be
+// made again, not HBR's refusal; so is one that found no connection free.
+func TestOutOfTimeToRetryIsNoBudget(t *testing.T) {
+	t.Run("throttled, then out of time", func(t *testing.T) {
+		srv := newServer(t)
+		srv.FailNext(hbrtest.ActionUpgradeBackupClients, 100, http.StatusBadRequest, hbrtest.CodeThrottlingUser)
+		o := testOptions(srv.Host())
+		o.InitialBackoff, o.RetryFor = time.Second, time.Minute // the retry would come after the context's end
+		c := newClient(t, o)
+		ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+		defer cancel()
+		_, err := c.UpgradeBackupClients(ctx, testRegion, hbrbot.Targets{InstanceIDs: []string{"i-one"}}, nil)
+		if !errors.Is(err, ErrNoBudget) || errors.Is(err, hbrbot.ErrOutcomeUnknown) {
+			t.Errorf("error = %v, want ErrNoBudget", err)
+		}
+		if n := len(srv.Calls(hbrtest.ActionUpgradeBackupClients)); n != 1 {
+			t.Errorf("%d calls, want 1", n)
+		}
+	})
+	t.Run("no connection free", func(t *testing.T) {
+		srv := newServer(t)
+		o := testOptions(srv.Host())
+		o.Concurrency = 1
+		c := newClient(t, o)
+		held := <-c.pool // the one connection is busy
+		defer func() { c.pool <- held }()
+		ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+		defer cancel()
+		_, err := c.UpgradeBackupClients(ctx, testRegion, hbrbot.Targets{InstanceIDs: []string{"i-one"}}, nil)
+		if !errors.Is(err, ErrNoBudget) {
+			t.Errorf("error = %v, want ErrNoBudget", err)
+		}
+		if n := len(srv.Calls(hbrtest.ActionUpgradeBackupClients)); n != 0 {
+			t.Errorf("%d calls, want none", n)
+		}
+	})
+}

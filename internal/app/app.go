@@ -107,7 +107,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	hbrClient, err := hbr.New(hbr.Options{Region: cfg.Region, Endpoint: endpoint,
 		AccessKeyID: cfg.AccessKeyID, AccessKeySecret: cfg.AccessKeySecret, SecurityToken: cfg.SecurityToken,
-		Timeout: 7 * time.Second, RetryFor: 30 * time.Second, Concurrency: 16, Logger: log,
+		Timeout: 7 * time.Second, RetryFor: 30 * time.Second, Concurrency: 32, Logger: log,
 		Limiter: redisstore.NewRateLimiter(rdb, "hbr", cfg.HBRRateLimit, log), Observe: met.HBRCall,
 		Budget: redisstore.NewActionBudget(rdb, cfg.HBRRateLimits, log)})
 	if err != nil {
