@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -399,7 +400,13 @@ func (s *Server) describeBackupClientsLocked(req *request) reply {
 	wantClient := toSet(clientIDs)
 	var matched []string
 	if clientType == "ECS_CLIENT" { // the registry holds ECS clients only
-		for _, id := range s.order {
+		candidates := s.order
+		if hasInst || hasClient {
+			// Only the named can match: look those up, in registration
+			// order, rather than scan a registry of a million clients.
+			candidates = s.namedLocked(instIDs, clientIDs, hasInst)
+		}
+		for _, id := range candidates {
 			inst := s.instances[id]
 			if inst.Invalid == InstanceNotExists {
 				continue // no instance, no client
@@ -453,4 +460,30 @@ func toSet(ids []string) map[string]bool {
 		m[id] = true
 	}
 	return m
+}
+
+// namedLocked is the registered instances that instIDs (byInstance) or
+// else clientIDs name, once each, in registration order. Caller holds s.mu.
+func (s *Server) namedLocked(instIDs, clientIDs []string, byInstance bool) []string {
+	var ids []string
+	seen := map[string]bool{}
+	add := func(id string) {
+		if _, ok := s.instances[id]; ok && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if byInstance {
+		for _, id := range instIDs {
+			add(id)
+		}
+	} else {
+		for _, c := range clientIDs {
+			if id, ok := s.byClient[c]; ok {
+				add(id)
+			}
+		}
+	}
+	slices.SortFunc(ids, func(a, b string) int { return s.rank[a] - s.rank[b] })
+	return ids
 }

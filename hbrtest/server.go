@@ -267,6 +267,7 @@ type Server struct {
 	nonces         map[string]struct{}
 	instances      map[string]*Instance
 	order          []string          // instance IDs in registration order
+	rank           map[string]int    // instance ID -> its place in order
 	byClient       map[string]string // client ID -> instance ID
 	unknownInvalid string
 	defaultScript  []Step
@@ -299,6 +300,7 @@ func NewServer(opts ...Option) *Server {
 		nonces:        map[string]struct{}{},
 		instances:     map[string]*Instance{},
 		byClient:      map[string]string{},
+		rank:          map[string]int{},
 		defaultScript: DefaultScript(),
 		jobByID:       map[string]*job{},
 		changed:       make(chan struct{}),
@@ -378,6 +380,7 @@ func (s *Server) setInstanceLocked(id string, inst Instance) {
 	if old, ok := s.instances[id]; ok {
 		delete(s.byClient, old.ClientID)
 	} else {
+		s.rank[id] = len(s.order)
 		s.order = append(s.order, id)
 	}
 	s.instances[id] = &inst
