@@ -87,6 +87,29 @@ func TestBatcherMerges(t *testing.T) {
 	}
 }
 
+// mergingClient is a client whose look-ups merge (a window of an hour:
+// batches go when full or when the test ends their window), against a
+// fake with 100 clients.
+func mergingClient(t *testing.T) (context.Context, *hbrtest.Server, *Client) {
+	t.Helper()
+	srv := newServer(t)
+	register(srv, 100)
+	o := testOptions(srv.Host())
+	o.LookupWindow = time.Hour
+	return testCtx(t), srv, newClient(t, o)
+}
+
+// leave makes a look-up of ns whose context has ended: it joins the open
+// batch and leaves at once.
+func leave(t *testing.T, ctx context.Context, c *Client, ns []int) {
+	t.Helper()
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.DescribeBackupClients(gone, testRegion, targetsOf(ns...), nil); err != context.Canceled {
+		t.Fatalf("left waiter: %v", err)
+	}
+}
+
 // endWindows ends the window of every open batch of c, as its timer would.
 func endWindows(c *Client) {
 	bt := c.lookups
@@ -152,18 +175,8 @@ func TestBatcherErrorsAndLeaving(t *testing.T) {
 		}
 	})
 	t.Run("a waiter leaves", func(t *testing.T) {
-		ctx := testCtx(t)
-		srv := newServer(t)
-		register(srv, 100)
-		o := testOptions(srv.Host())
-		o.LookupWindow = time.Hour
-		c := newClient(t, o)
-		gone, cancel := context.WithCancel(ctx)
-		cancel()
-		// Joins the batch, then leaves at once: its context has ended.
-		if _, err := c.DescribeBackupClients(gone, testRegion, targetsOf(seq(0, 50)...), nil); err != context.Canceled {
-			t.Fatalf("left waiter: %v", err)
-		}
+		ctx, _, c := mergingClient(t)
+		leave(t, ctx, c, seq(0, 50)) // joins the batch, then leaves at once
 		got, err := c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(50, 99)...), nil) // fills the page
 		if err != nil {
 			t.Fatal(err)
@@ -173,17 +186,8 @@ func TestBatcherErrorsAndLeaving(t *testing.T) {
 		}
 	})
 	t.Run("all waiters leave: no call", func(t *testing.T) {
-		ctx := testCtx(t)
-		srv := newServer(t)
-		register(srv, 100)
-		o := testOptions(srv.Host())
-		o.LookupWindow = time.Hour
-		c := newClient(t, o)
-		gone, cancel := context.WithCancel(ctx)
-		cancel()
-		if _, err := c.DescribeBackupClients(gone, testRegion, targetsOf(seq(0, 50)...), nil); err != context.Canceled {
-			t.Fatalf("left waiter: %v", err)
-		}
+		ctx, srv, c := mergingClient(t)
+		leave(t, ctx, c, seq(0, 50))
 		endWindows(c)
 		if _, err := c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(50, 149)...), nil); err != nil { // a page of its own
 			t.Fatal(err)
