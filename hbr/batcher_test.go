@@ -176,7 +176,7 @@ func TestBatcherErrorsAndLeaving(t *testing.T) {
 	})
 	t.Run("a waiter leaves", func(t *testing.T) {
 		ctx, _, c := mergingClient(t)
-		leave(t, ctx, c, seq(0, 50)) // joins the batch, then leaves at once
+		leave(t, ctx, c, seq(0, 50))                                                         // joins the batch, then leaves at once
 		got, err := c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(50, 99)...), nil) // fills the page
 		if err != nil {
 			t.Fatal(err)
