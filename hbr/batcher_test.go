@@ -176,7 +176,8 @@ func TestBatcherErrorsAndLeaving(t *testing.T) {
 	})
 	t.Run("a waiter leaves", func(t *testing.T) {
 		ctx, _, c := mergingClient(t)
-		leave(t, ctx, c, seq(0, 50))                                                         // joins the batch, then leaves at once
+		// Joins the batch, then leaves at once: its context has ended.
+		leave(t, ctx, c, seq(0, 50))
 		got, err := c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(50, 99)...), nil) // fills the page
 		if err != nil {
 			t.Fatal(err)
