@@ -9,6 +9,7 @@ import (
 
 	"github.com/hbrbot/hbrbot"
 	"github.com/hbrbot/hbrbot/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestConfigureDurability: at start the bot reads what it can of Redis
@@ -16,12 +17,7 @@ import (
 // stops submissions (SaveBatchDurable fails) rather than trusting the
 // write.
 func TestConfigureDurability(t *testing.T) {
-	srv := redistest.StartOwn(t)
-	if !srv.Real {
-		t.Skip("needs a redis-server: miniredis has no INFO replication, CONFIG or WAIT")
-	}
-	rdb := srv.Client()
-	s := New(rdb)
+	rdb, s := ownRealStore(t, "miniredis has no INFO replication, CONFIG or WAIT")
 	ctx := testCtx(t)
 
 	got, warnings, err := s.Configure(ctx, DurabilityAuto)
@@ -59,12 +55,7 @@ func TestConfigureDurability(t *testing.T) {
 // TestReadyNeedsWrites: a Redis that stopped taking writes (a read-only
 // replica after a failover) is not ready, though it answers PING.
 func TestReadyNeedsWrites(t *testing.T) {
-	srv := redistest.StartOwn(t)
-	if !srv.Real {
-		t.Skip("needs a redis-server: miniredis has no REPLICAOF")
-	}
-	rdb := srv.Client()
-	s := New(rdb)
+	rdb, s := ownRealStore(t, "miniredis has no REPLICAOF")
 	ctx := testCtx(t)
 	if err := s.Ready(ctx); err != nil {
 		t.Fatalf("a writable Redis not ready: %v", err)
@@ -147,4 +138,16 @@ func TestDurableOnCluster(t *testing.T) {
 	if time.Since(start) > 10*time.Second {
 		t.Errorf("the wait for a stalled replica was not bounded")
 	}
+}
+
+// ownRealStore is a store on a redis-server of the test's own (skipped
+// with why when only miniredis is at hand), and its client.
+func ownRealStore(t *testing.T, why string) (*redis.Client, *Store) {
+	t.Helper()
+	srv := redistest.StartOwn(t)
+	if !srv.Real {
+		t.Skip("needs a redis-server: " + why)
+	}
+	rdb := srv.Client()
+	return rdb, New(rdb)
 }

@@ -241,9 +241,7 @@ func (p pollPolicy) next(b hbrbot.BatchStatus, now time.Time) time.Time {
 	switch {
 	case !p.adaptive:
 	case b.Progress > 0 && b.Progress < 100:
-		elapsed := now.Sub(b.Started)
-		remaining := time.Duration(float64(elapsed) * float64(100-b.Progress) / float64(b.Progress))
-		wait = min(max(remaining, p.min), p.max)
+		wait = min(max(predictedEnd(b, now).Sub(now), p.min), p.max)
 	case b.Progress == 0 && b.Polls > 0:
 		wait = p.max // still nothing to extrapolate from
 	}
