@@ -448,11 +448,13 @@ func (in *Intake) retry(ctx context.Context, c Click) Notice {
 	}
 	b := hbrbot.Batch{BatchStatus: st, BatchSpec: spec}
 	// Bound to its report: the job's channel and thread; and only once the
-	// job has ended and been reported.
+	// job has ended and its report been posted.
 	if c.ChannelID != b.ChannelID || c.ThreadTS != b.ThreadTS {
 		return Notice{Kind: NoticeRefused, Act: ActRetry, Refusal: &policy.Refusal{Rule: policy.RuleCard}}
 	}
-	if b.State != hbrbot.BatchFinished || b.Reported[hbrbot.ReportFinal] != hbrbot.ReportPosted {
+	// The button is on the final report, so a click on it is proof the
+	// report is up even while its posting is still being marked posted.
+	if b.State != hbrbot.BatchFinished || b.Reported[hbrbot.ReportFinal] == "" {
 		return Notice{Kind: NoticeRefused, Act: ActRetry, Refusal: &policy.Refusal{Rule: policy.RuleRetry}}
 	}
 	retry := hbrbot.UpgradeSpec{Targets: hbrbot.RetryTargets(b), Region: b.Region, CrossAccount: b.CrossAccount, DryRun: b.DryRun}

@@ -657,6 +657,23 @@ func TestRetry(t *testing.T) {
 			t.Errorf("retry names %v, want %v", r.Spec.All(), want)
 		}
 	})
+	t.Run("clicked before its report is marked posted", func(t *testing.T) {
+		e := newEnv(t)
+		_, batches := e.seed([]string{"i-aaa1"}, finishedBatch(hbrbot.JobFailed), func(b *hbrbot.Batch) {
+			b.Reported[hbrbot.ReportFinal] = hbrbot.ReportAttempted
+		})
+		wantNotice(t, e.retry(approverB, batches[0].Key()), NoticeNone)
+		if n := len(e.chat.calls("PostCard")); n != 1 {
+			t.Errorf("%d cards posted, want the retry's", n)
+		}
+	})
+	t.Run("ended but its report not yet posted", func(t *testing.T) {
+		e := newEnv(t)
+		_, batches := e.seed([]string{"i-aaa1"}, finishedBatch(hbrbot.JobFailed), func(b *hbrbot.Batch) {
+			delete(b.Reported, hbrbot.ReportFinal)
+		})
+		wantRefusal(t, e.retry(approverB, batches[0].Key()), policy.RuleRetry, false)
+	})
 	t.Run("the rules refuse the retry", func(t *testing.T) {
 		e := newEnv(t)
 		_, batches := e.seed([]string{"i-aaa1"}, finishedBatch(hbrbot.JobFailed))
