@@ -422,6 +422,11 @@ func (s *testStore) BatchStatuses(ctx context.Context, id string) ([]hbrbot.Batc
 }
 
 func (s *testStore) Reschedule(ctx context.Context, l hbrbot.Lease, next hbrbot.Next) error {
+	if err := ctx.Err(); err != nil {
+		// As go-redis does when it must wait for a pooled connection (it
+		// checks a context there only).
+		return err
+	}
 	err := s.Store.Reschedule(ctx, l, next)
 	select {
 	case s.rescheduled <- next:

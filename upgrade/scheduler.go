@@ -149,6 +149,9 @@ func (s *Scheduler) wait(ctx context.Context, d time.Duration) {
 	}
 }
 
+// rescheduleTimeout bounds the rescheduling of failed work.
+const rescheduleTimeout = 2 * time.Second
+
 // run runs one leased item through its kind's handler, and reschedules it
 // when the handler fails.
 func (s *Scheduler) run(ctx, stop context.Context, l hbrbot.Lease) {
@@ -169,7 +172,12 @@ func (s *Scheduler) run(ctx, stop context.Context, l hbrbot.Lease) {
 		retry = s.opts.Now().Add(ra.RetryAfter())
 	}
 	log.WarnContext(ctx, "work failed; will retry", "err", err, "at", retry)
-	if err := s.store.Reschedule(ctx, l, hbrbot.DueAt(retry)); err != nil && !errors.Is(err, hbrbot.ErrLeaseLost) {
+	// On a context of its own: the handler may have failed because it
+	// spent ctx's (the lease's) time waiting for HBR's budget or Redis.
+	// The store refuses it once another replica holds the item.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rescheduleTimeout)
+	defer cancel()
+	if err := s.store.Reschedule(rctx, l, hbrbot.DueAt(retry)); err != nil && !errors.Is(err, hbrbot.ErrLeaseLost) {
 		// The lease runs out and the work is claimed again then.
 		log.ErrorContext(ctx, "reschedule", "err", err)
 	}

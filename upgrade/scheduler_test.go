@@ -95,6 +95,7 @@ func TestSchedulerRetriesFailures(t *testing.T) {
 		{"an error that says when", fmt.Errorf("post: %w", retryLater(30*time.Second)), 30 * time.Second},
 		{"lease lost: another replica has it", fmt.Errorf("save: %w", hbrbot.ErrLeaseLost), -1},
 		{"no error", nil, -1},
+		{"the handler spent its context", context.DeadlineExceeded, 10 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -103,7 +104,13 @@ func TestSchedulerRetriesFailures(t *testing.T) {
 			w := batchWork("r1.0")
 			e.schedule(w)
 			l := e.claim(w)
-			s.run(e.ctx, e.ctx, l)
+			ctx := e.ctx
+			if errors.Is(tc.err, context.DeadlineExceeded) {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(e.ctx)
+				cancel()
+			}
+			s.run(ctx, e.ctx, l)
 			if tc.after < 0 {
 				e.wantDue(w, l.Until) // still under its lease
 			} else {
