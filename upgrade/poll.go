@@ -232,16 +232,27 @@ type pollPolicy struct {
 	adaptive           bool
 }
 
+// trustedProgress is the least progress whose rate the adaptive policy
+// follows to the predicted end, however far: from there it extrapolates
+// at most nine times what it saw. Below it, one client of a hundred done
+// early could say a long job is barely begun, so the next look is at
+// most the longest interval on.
+const trustedProgress = 10
+
 // next is one interval on, or with the adaptive policy at the job's
-// predicted end (progress so far, extrapolated at the rate it came), within
-// [min, max]; never past the deadline, so a timed-out job is reported
-// within one interval of it.
+// predicted end (progress so far, extrapolated at the rate it came), no
+// sooner than min, and no later than max unless the job has shown
+// trustedProgress; never past the deadline, so a timed-out job is
+// reported within one interval of it.
 func (p pollPolicy) next(b hbrbot.BatchStatus, now time.Time) time.Time {
 	wait := p.interval
 	switch {
 	case !p.adaptive:
 	case b.Progress > 0 && b.Progress < 100:
-		wait = min(max(predictedEnd(b, now).Sub(now), p.min), p.max)
+		wait = max(predictedEnd(b, now).Sub(now), p.min)
+		if b.Progress < trustedProgress {
+			wait = min(wait, p.max)
+		}
 	case b.Progress == 0 && b.Polls > 0:
 		wait = p.max // still nothing to extrapolate from
 	}
