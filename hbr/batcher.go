@@ -41,7 +41,8 @@ type lookupBatch struct {
 	client []string
 	askers map[string][]*lookupWaiter // "i:"/"c:" + ID: the waiters that asked for it
 	timer  *time.Timer
-	opened time.Time
+	// admitting: its window ended and its rest waits for budget.
+	admitting bool
 }
 
 // lookupPage is one call: a filter of at most a page of IDs, and the
@@ -54,6 +55,8 @@ type lookupPage struct {
 	waiters []*lookupWaiter
 	left    int                // waiters still waiting
 	cancel  context.CancelFunc // ends the call once no waiter is left
+	// admitted: the budget of its first call was taken before it was cut.
+	admitted bool
 }
 
 type filterResult struct {
@@ -96,7 +99,7 @@ func (bt *batcher) lookup(ctx context.Context, region string, t hbrbot.Targets, 
 	bt.mu.Lock()
 	b := bt.open[key]
 	if b == nil {
-		b = &lookupBatch{key: key, cross: cross, askers: map[string][]*lookupWaiter{}, opened: time.Now()}
+		b = &lookupBatch{key: key, cross: cross, askers: map[string][]*lookupWaiter{}}
 		bt.open[key] = b
 		b.timer = time.AfterFunc(bt.window, func() { bt.due(b) })
 	}
@@ -114,8 +117,45 @@ func (bt *batcher) lookup(ctx context.Context, region string, t hbrbot.Targets, 
 		for _, pg := range w.pages {
 			pg.leave()
 		}
+		if w.unassigned > 0 {
+			bt.drop(b, w)
+		}
 		bt.mu.Unlock()
 		return nil, ctx.Err()
+	}
+}
+
+// drop takes the IDs that only w, which left, still wanted out of its
+// batch, so that they take no place in a page. Caller holds bt.mu.
+func (bt *batcher) drop(b *lookupBatch, w *lookupWaiter) {
+	dropped := map[string]bool{}
+	forget := func(ids []string, prefix string) {
+		for _, id := range ids {
+			k := prefix + id
+			as := b.askers[k]
+			i := slices.Index(as, w)
+			if i < 0 {
+				continue // in a page already, or named twice
+			}
+			as = slices.Delete(as, i, i+1)
+			w.unassigned--
+			if len(as) == 0 {
+				delete(b.askers, k)
+				dropped[k] = true
+			} else {
+				b.askers[k] = as
+			}
+		}
+	}
+	forget(w.t.InstanceIDs, "i:")
+	forget(w.t.ClientIDs, "c:")
+	b.inst = slices.DeleteFunc(b.inst, func(id string) bool { return dropped["i:"+id] })
+	b.client = slices.DeleteFunc(b.client, func(id string) bool { return dropped["c:"+id] })
+	if len(b.inst) == 0 && len(b.client) == 0 {
+		b.timer.Stop()
+		if bt.open[b.key] == b {
+			delete(bt.open, b.key)
+		}
 	}
 }
 
@@ -213,28 +253,48 @@ func (pg *lookupPage) leave() {
 	}
 }
 
-// maxOpen bounds how long a batch collects look-ups while calls ahead of
-// it wait for the budget.
-const maxOpen = time.Second
+// restWait bounds how long the rest of a batch waits for budget before
+// it is sent through the queue like any call.
+const restWait = time.Minute
 
-// due is the end of a batch's window. While calls at least as urgent
-// wait for DescribeBackupClients' budget, sending would only queue behind
-// them: the batch collects for another window instead (up to maxOpen), so
-// that under a short budget look-ups share more of their calls.
+// due is the end of a batch's window. With a budget, the rest of the batch
+// (less than a page) first waits for DescribeBackupClients' budget, and is
+// cut into its page only once the budget has a call for it: look-ups that
+// come meanwhile join that page. Under a short budget a page that is not
+// full would cost as much of the quota as one that is.
 func (bt *batcher) due(b *lookupBatch) {
 	bt.mu.Lock()
-	if bt.open[b.key] != b {
+	if bt.open[b.key] != b || b.admitting {
 		bt.mu.Unlock()
-		return // emptied by full pages meanwhile
+		return // emptied by full pages meanwhile, or already waiting
 	}
-	if q := bt.c.queue; q != nil && time.Since(b.opened) < maxOpen && q.waitingAtLeast("DescribeBackupClients", b.prio().Class) > 0 {
-		b.timer.Reset(bt.window)
+	q := bt.c.queue
+	if q == nil {
+		pages := bt.cut(b, true)
 		bt.mu.Unlock()
+		bt.run(pages)
 		return
 	}
-	pages := bt.cut(b, true)
+	b.admitting = true
+	p := b.prio()
 	bt.mu.Unlock()
-	bt.run(pages)
+	go func() {
+		ctx, cancel := context.WithTimeout(WithPriority(context.Background(), p), restWait)
+		defer cancel()
+		admitted := q.wait(ctx, "DescribeBackupClients") == nil
+		bt.mu.Lock()
+		var pages []*lookupPage
+		// The batch, or the one opened for its key since full pages
+		// emptied it.
+		if cur := bt.open[b.key]; cur != nil {
+			pages = bt.cut(cur, true)
+		}
+		bt.mu.Unlock()
+		if admitted && len(pages) > 0 {
+			pages[0].admitted = true
+		}
+		bt.run(pages)
+	}()
 }
 
 // run starts the pages' calls, each with the priority of its most urgent
@@ -251,6 +311,9 @@ func (bt *batcher) run(pages []*lookupPage) {
 			}
 		}
 		ctx, cancel := context.WithCancel(WithPriority(context.Background(), p))
+		if pg.admitted {
+			ctx = withAdmission(ctx)
+		}
 		bt.mu.Lock()
 		pg.cancel = cancel
 		if pg.left == 0 {

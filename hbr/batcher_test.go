@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"reflect"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -174,16 +175,26 @@ func TestBatcherErrorsAndLeaving(t *testing.T) {
 			t.Errorf("%d calls, want 1", n)
 		}
 	})
-	t.Run("a waiter leaves", func(t *testing.T) {
-		ctx, _, c := mergingClient(t)
+	t.Run("a waiter leaves: its IDs take no place in a page", func(t *testing.T) {
+		ctx, srv, c := mergingClient(t)
 		// Joins the batch, then leaves at once: its context has ended.
 		leave(t, ctx, c, seq(0, 50))
-		got, err := c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(50, 99)...), nil) // fills the page
-		if err != nil {
-			t.Fatal(err)
+		var wg sync.WaitGroup
+		var got, other []hbrbot.ClientInfo
+		var err, otherErr error
+		wg.Go(func() { got, err = c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(40, 60)...), nil) })
+		openIDs(t, ctx, c, 20)
+		other, otherErr = c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(60, 139)...), nil) // fills the page
+		wg.Wait()
+		if err != nil || otherErr != nil {
+			t.Fatal(err, otherErr)
 		}
-		if !reflect.DeepEqual(got, wants(seq(50, 99)...)) {
-			t.Errorf("got %d clients, want 49", len(got))
+		if !reflect.DeepEqual(got, wants(seq(40, 60)...)) || !reflect.DeepEqual(other, wants(seq(60, 100)...)) {
+			t.Errorf("got %d and %d clients, want 20 and the 40 registered", len(got), len(other))
+		}
+		calls := srv.Calls(hbrtest.ActionDescribeBackupClients)
+		if len(calls) != 1 || len(sentIDs(t, calls[0], "InstanceIds")) != 99 {
+			t.Errorf("%d calls, want 1 of the remaining waiters' 99 IDs", len(calls))
 		}
 	})
 	t.Run("all waiters leave: no call", func(t *testing.T) {
@@ -227,5 +238,59 @@ func TestThrottlingReported(t *testing.T) {
 	}
 	if n := len(b.grants); n != 7 {
 		t.Errorf("%d grants used, want 3 (a submission, a throttled poll, its retry)", 10-n)
+	}
+}
+
+// openIDs waits until the open batch of testRegion holds n IDs.
+func openIDs(t *testing.T, ctx context.Context, c *Client, n int) {
+	t.Helper()
+	for {
+		c.lookups.mu.Lock()
+		got := 0
+		if b := c.lookups.open[lookupKey{region: testRegion}]; b != nil {
+			got = len(b.inst)
+		}
+		c.lookups.mu.Unlock()
+		if got == n {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the open batch holds %d IDs, want %d", got, n)
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestBatcherRestWaitsForBudget: under a budget the rest of a batch is
+// cut into its page only once the budget has a call for it, so a look-up
+// that comes while it waits shares that call, and the call takes no
+// second grant.
+func TestBatcherRestWaitsForBudget(t *testing.T) {
+	ctx := testCtx(t)
+	srv := newServer(t)
+	register(srv, 100)
+	b := &stepBudget{grants: make(chan struct{})}
+	o := testOptions(srv.Host())
+	o.LookupWindow = time.Hour
+	o.Budget = b
+	c := newClient(t, o)
+	var wg sync.WaitGroup
+	got := make([][]hbrbot.ClientInfo, 2)
+	errs := make([]error, 2)
+	wg.Go(func() { got[0], errs[0] = c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(0, 10)...), nil) })
+	openIDs(t, ctx, c, 10)
+	endWindows(c) // the rest now waits for a grant
+	wg.Go(func() { got[1], errs[1] = c.DescribeBackupClients(ctx, testRegion, targetsOf(seq(10, 30)...), nil) })
+	openIDs(t, ctx, c, 30)
+	b.grants <- struct{}{}
+	wg.Wait()
+	for i, want := range [][]int{seq(0, 10), seq(10, 30)} {
+		if errs[i] != nil || !reflect.DeepEqual(got[i], wants(want...)) {
+			t.Errorf("waiter %d: %d clients, %v", i, len(got[i]), errs[i])
+		}
+	}
+	calls := srv.Calls(hbrtest.ActionDescribeBackupClients)
+	if len(calls) != 1 || len(sentIDs(t, calls[0], "InstanceIds")) != 30 {
+		t.Errorf("%d calls, want 1 of both look-ups' 30 IDs", len(calls))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"testing"
 	"time"
 
@@ -86,5 +87,61 @@ func TestActionBudget(t *testing.T) {
 	rdb.Del(ctx, redisstore.Prefix+"hbr-penalty:DescribeTask")
 	if got := redisstore.NewActionBudget(rdb, limits, log).Penalty(ctx, "DescribeTask"); got != 0 {
 		t.Errorf("penalty after expiry = %d, want 0", got)
+	}
+}
+
+// TestInformsYieldAcrossReplicas: while calls that move jobs wait on one
+// replica, the calls that only inform, on any replica, go at their share
+// of the action's budget; once none waits, at once again.
+func TestInformsYieldAcrossReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client()
+	log := slog.New(slog.DiscardHandler)
+	const action = "DescribeBackupClients"
+	// 120 a minute: the Informs share (a quarter, 30 a minute) has a
+	// burst of one.
+	limits := map[string]int{action: 120}
+	ctx := context.Background()
+	turnBlocked := func(b *redisstore.ActionBudget) bool {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		err := b.InformsTurn(wctx, action, 4)
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("InformsTurn: %v", err)
+		}
+		return err != nil
+	}
+	other := redisstore.NewActionBudget(rdb, limits, log)
+	for i := range 5 {
+		if turnBlocked(other) {
+			t.Fatalf("informs call %d held back while no Moves wait", i+1)
+		}
+	}
+
+	redisstore.NewActionBudget(rdb, limits, log).MovesWaiting(action)
+	key := redisstore.Prefix + "hbr-moves-waiting:" + action
+	deadline := time.Now().Add(5 * time.Second)
+	for n, _ := rdb.Exists(ctx, key).Result(); n == 0; n, _ = rdb.Exists(ctx, key).Result() {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica whose Moves wait never said so")
+		}
+		runtime.Gosched()
+	}
+	if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Second {
+		t.Errorf("the word that Moves wait lasts %v, want (0, 1s]: it lapses once they stop", ttl)
+	}
+	// A replica that has only Informs waiting (fresh: it trusts what it
+	// read for 100ms).
+	informsOnly := redisstore.NewActionBudget(rdb, limits, log)
+	if turnBlocked(informsOnly) {
+		t.Error("the first informs call while Moves wait: blocked, want its share's burst")
+	}
+	if !turnBlocked(informsOnly) {
+		t.Error("the second informs call within 300ms while Moves wait: went, want held to its share")
+	}
+	rdb.Del(ctx, key) // lapsed
+	if turnBlocked(redisstore.NewActionBudget(rdb, limits, log)) {
+		t.Error("informs call held back after the Moves stopped waiting")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,11 +16,26 @@ type Budget interface {
 	// Throttled says HBR answered a call of action with Throttling*: the
 	// action's budget shrinks for a while, for every replica.
 	Throttled(ctx context.Context, action string)
+	// MovesWaiting says calls of action that move jobs wait on this
+	// replica for want of budget. It must not block: the queue says it
+	// on every grant they had to wait for.
+	MovesWaiting(action string)
+	// InformsTurn blocks an Informs call of action until it may queue:
+	// at once unless Moves calls wait on some replica; while they do, at
+	// 1/share of action's budget, all replicas together.
+	InformsTurn(ctx context.Context, action string, share int) error
 }
 
 // informsShare: when both classes wait, one grant in informsShare goes to
-// an Informs call, so look-ups and progress are slowed, never starved.
+// an Informs call, so look-ups and progress are slowed, never starved. A
+// replica's own queue keeps that order; InformsTurn keeps it across
+// replicas, so one whose queue holds only Informs does not take the
+// budget that another's Moves wait for.
 const informsShare = 4
+
+// shortAfter: a grant that took this long came from an empty budget, not
+// at once: Moves waiting for it then say so to every replica.
+const shortAfter = 20 * time.Millisecond
 
 // queue hands out each action's budget to the calls of this replica that
 // wait for it, by priority: one dispatcher per action takes a grant from
@@ -51,9 +67,30 @@ func newQueue(b Budget, total Limiter) *queue {
 	return &queue{budget: b, total: total, actions: map[string]*actionQueue{}}
 }
 
+// admission is the budget of one call, taken before the call was made up
+// (see batcher.due).
+type admission struct{ used atomic.Bool }
+
+type admissionKey struct{}
+
+// withAdmission returns ctx whose first call goes without waiting: its
+// budget was taken.
+func withAdmission(ctx context.Context) context.Context {
+	return context.WithValue(ctx, admissionKey{}, &admission{})
+}
+
 // wait blocks until the call of action with ctx's priority may go.
 func (q *queue) wait(ctx context.Context, action string) error {
-	w, aq := q.enqueue(action, PriorityOf(ctx))
+	if a, ok := ctx.Value(admissionKey{}).(*admission); ok && a.used.CompareAndSwap(false, true) {
+		return nil
+	}
+	p := PriorityOf(ctx)
+	if p.Class == Informs {
+		if err := q.budget.InformsTurn(ctx, action, informsShare); err != nil {
+			return err
+		}
+	}
+	w, aq := q.enqueue(action, p)
 	select {
 	case err := <-w.ready:
 		return err
@@ -94,22 +131,6 @@ func (q *queue) enqueue(action string, p Priority) (*waiter, *actionQueue) {
 	return w, aq
 }
 
-// waitingAtLeast counts the calls of action waiting with class c or a
-// more urgent one.
-func (q *queue) waitingAtLeast(action string, c Class) int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	aq := q.actions[action]
-	if aq == nil {
-		return 0
-	}
-	n := aq.classes[Moves].Len()
-	if c == Informs {
-		n += aq.classes[Informs].Len()
-	}
-	return n
-}
-
 // dispatch hands out grants while calls wait. A grant whose waiter left
 // in the meantime goes to the next one.
 func (q *queue) dispatch(action string, aq *actionQueue) {
@@ -123,11 +144,16 @@ func (q *queue) dispatch(action string, aq *actionQueue) {
 		q.mu.Unlock()
 		// The budgets fall back to local limits when Redis is down, so
 		// these end; the calls' own contexts bound the waiters.
+		began := time.Now()
 		err := q.budget.Wait(context.Background(), action)
 		if err == nil && q.total != nil {
 			err = q.total.Wait(context.Background())
 		}
+		short := time.Since(began) >= shortAfter
 		q.mu.Lock()
+		if short && aq.classes[Moves].Len() > 0 {
+			q.budget.MovesWaiting(action)
+		}
 		if w := aq.pick(); w != nil {
 			w.ready <- err
 		}

@@ -25,6 +25,9 @@ func (b *stepBudget) Wait(ctx context.Context, _ string) error {
 	}
 }
 
+func (b *stepBudget) MovesWaiting(string)                            {}
+func (b *stepBudget) InformsTurn(context.Context, string, int) error { return nil }
+
 func (b *stepBudget) Throttled(_ context.Context, action string) {
 	select {
 	case b.throttled <- action:
@@ -104,6 +107,90 @@ func TestQueueWaiterLeaves(t *testing.T) {
 	}
 }
 
+// sharedTurnBudget grants after delay, records who said Moves wait, and
+// holds Informs calls at their turn until one is let through.
+type sharedTurnBudget struct {
+	delay        time.Duration
+	movesWaiting chan string
+	informsTurn  chan struct{}
+}
+
+func (b *sharedTurnBudget) Wait(context.Context, string) error {
+	time.Sleep(b.delay) // an empty budget's grant takes its time
+	return nil
+}
+
+func (b *sharedTurnBudget) Throttled(context.Context, string) {}
+
+func (b *sharedTurnBudget) MovesWaiting(action string) {
+	select {
+	case b.movesWaiting <- action:
+	default:
+	}
+}
+
+func (b *sharedTurnBudget) InformsTurn(ctx context.Context, _ string, share int) error {
+	if share != informsShare {
+		return errors.New("not the queue's share")
+	}
+	select {
+	case <-b.informsTurn:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// TestQueueTurnsAcrossReplicas: a Moves call that had to wait for the
+// budget says so to every replica (through the budget), one granted at
+// once does not; an Informs call takes its turn there before it queues, a
+// Moves call never does.
+func TestQueueTurnsAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+		said  bool
+	}{
+		{"granted at once", 0, false},
+		{"the budget was short", shortAfter, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &sharedTurnBudget{delay: tc.delay, movesWaiting: make(chan string, 8), informsTurn: make(chan struct{})}
+			q := newQueue(b, nil)
+			if err := q.wait(WithPriority(ctx, Priority{Class: Moves}), "DescribeBackupClients"); err != nil {
+				t.Fatal(err)
+			}
+			// Said, if at all, before the grant was handed over.
+			select {
+			case got := <-b.movesWaiting:
+				if !tc.said || got != "DescribeBackupClients" {
+					t.Errorf("Moves waiting said for %q", got)
+				}
+			default:
+				if tc.said {
+					t.Error("Moves waited for the budget and did not say so")
+				}
+			}
+		})
+	}
+	b := &sharedTurnBudget{movesWaiting: make(chan string, 8), informsTurn: make(chan struct{})}
+	q := newQueue(b, nil)
+	informs := make(chan error, 1)
+	go func() { informs <- q.wait(WithPriority(ctx, Priority{Class: Informs}), "DescribeBackupClients") }()
+	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	select {
+	case err := <-informs:
+		t.Fatalf("an Informs call went without its turn (%v)", err)
+	case <-wctx.Done():
+	}
+	b.informsTurn <- struct{}{}
+	if err := <-informs; err != nil {
+		t.Fatalf("Informs call after its turn: %v", err)
+	}
+}
+
 // TestQueueActionsAreSeparate: a waiter of one action is not held up by
 // another action's empty budget.
 func TestQueueActionsAreSeparate(t *testing.T) {
@@ -120,11 +207,19 @@ type perAction map[string]Budget
 
 func (p perAction) Wait(ctx context.Context, action string) error { return p[action].Wait(ctx, action) }
 func (p perAction) Throttled(context.Context, string)             {}
+func (p perAction) MovesWaiting(string)                           {}
+func (p perAction) InformsTurn(context.Context, string, int) error {
+	return nil
+}
 
 type openBudget struct{}
 
 func (openBudget) Wait(context.Context, string) error { return nil }
 func (openBudget) Throttled(context.Context, string)  {}
+func (openBudget) MovesWaiting(string)                {}
+func (openBudget) InformsTurn(context.Context, string, int) error {
+	return nil
+}
 
 // TestNoBudgetIsNotSent: a call that gets no budget before its context
 // ends fails with ErrNoBudget and is never sent.

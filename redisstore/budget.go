@@ -23,6 +23,15 @@ const (
 	penaltyFresh = time.Second
 )
 
+// The shared word that calls which move jobs wait: a key each replica
+// whose Moves calls wait sets for movesFor, renewed at most every
+// movesEvery; every replica reads it at most every movesFresh.
+const (
+	movesFor   = time.Second
+	movesEvery = 250 * time.Millisecond
+	movesFresh = 100 * time.Millisecond
+)
+
 // ActionBudget is a budget per HBR action that all replicas share: one
 // GCRA limiter (RateLimiter) per action, slowed by a shared penalty key
 // when HBR answers Throttling. Actions without a budget are not limited
@@ -32,8 +41,16 @@ type ActionBudget struct {
 	limiters map[string]*RateLimiter
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	penalty map[string]penaltyRead
+	mu        sync.Mutex
+	penalty   map[string]penaltyRead
+	informs   map[string]*RateLimiter // the Informs share of each action, while Moves wait
+	movesSaid map[string]time.Time    // when this replica last said its Moves wait
+	movesRead map[string]flagRead
+}
+
+type flagRead struct {
+	set bool
+	at  time.Time
 }
 
 type penaltyRead struct {
@@ -44,7 +61,8 @@ type penaltyRead struct {
 // NewActionBudget allows each action perMinute[action] calls a minute, all
 // replicas together.
 func NewActionBudget(rdb redis.UniversalClient, perMinute map[string]int, log *slog.Logger) *ActionBudget {
-	b := &ActionBudget{rdb: rdb, limiters: map[string]*RateLimiter{}, log: log, penalty: map[string]penaltyRead{}}
+	b := &ActionBudget{rdb: rdb, limiters: map[string]*RateLimiter{}, log: log, penalty: map[string]penaltyRead{},
+		informs: map[string]*RateLimiter{}, movesSaid: map[string]time.Time{}, movesRead: map[string]flagRead{}}
 	for action, n := range perMinute {
 		l := NewRateLimiter(rdb, "hbr:"+action, n, log)
 		// HBR counts calls per rolling minute: a burst of a fifth of the
@@ -69,6 +87,73 @@ func (b *ActionBudget) Wait(ctx context.Context, action string) error {
 }
 
 func keyPenalty(action string) string { return Prefix + "hbr-penalty:" + action }
+
+func keyMovesWaiting(action string) string { return Prefix + "hbr-moves-waiting:" + action }
+
+// MovesWaiting tells every replica that calls of action which move jobs
+// wait here, for movesFor; written in the background, at most every
+// movesEvery.
+func (b *ActionBudget) MovesWaiting(action string) {
+	if b.limiters[action] == nil {
+		return
+	}
+	now := time.Now()
+	b.mu.Lock()
+	if now.Sub(b.movesSaid[action]) < movesEvery {
+		b.mu.Unlock()
+		return
+	}
+	b.movesSaid[action] = now
+	b.movesRead[action] = flagRead{set: true, at: now} // this replica knows at once
+	b.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := b.rdb.Set(ctx, keyMovesWaiting(action), "1", movesFor).Err(); err != nil {
+			b.log.WarnContext(ctx, "say that HBR calls which move jobs wait", "action", action, "err", err)
+		}
+	}()
+}
+
+// InformsTurn lets an Informs call of action queue: at once, unless calls
+// that move jobs wait on some replica; then at 1/share of the action's
+// rate, all replicas together, so a replica with only Informs waiting
+// does not spend the budget the others' Moves wait for.
+func (b *ActionBudget) InformsTurn(ctx context.Context, action string, share int) error {
+	l := b.limiters[action]
+	if l == nil || !b.movesWaitAnywhere(ctx, action) {
+		return nil
+	}
+	b.mu.Lock()
+	il := b.informs[action]
+	if il == nil {
+		il = NewRateLimiter(b.rdb, "hbr-informs:"+action, max(1, l.limit.Rate/max(1, share)), b.log)
+		il.slowdown = l.slowdown
+		b.informs[action] = il
+	}
+	b.mu.Unlock()
+	return il.Wait(ctx)
+}
+
+// movesWaitAnywhere reads the shared word that Moves calls of action wait
+// (at most every movesFresh; what was known when Redis cannot be read).
+func (b *ActionBudget) movesWaitAnywhere(ctx context.Context, action string) bool {
+	b.mu.Lock()
+	r, ok := b.movesRead[action]
+	b.mu.Unlock()
+	if ok && time.Since(r.at) < movesFresh {
+		return r.set
+	}
+	n, err := b.rdb.Exists(ctx, keyMovesWaiting(action)).Result()
+	set := r.set
+	if err == nil {
+		set = n > 0
+	}
+	b.mu.Lock()
+	b.movesRead[action] = flagRead{set: set, at: time.Now()}
+	b.mu.Unlock()
+	return set
+}
 
 // penaltyScript raises an action's penalty by one halving (at most
 // ARGV[3]) unless it was raised less than a step ago, and keeps it for
