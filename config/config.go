@@ -96,21 +96,23 @@ type Config struct {
 	RedisMode string
 
 	// PollInterval is HBRBOT_POLL_INTERVAL, default 10s, at least
-	// MinPollInterval (100ms).
+	// MinPollInterval (100ms): the wait before a job's first DescribeTask,
+	// and fixed polling's between any two.
 	PollInterval time.Duration
 	// PollPolicy is HBRBOT_POLL_POLICY: "adaptive" (default) schedules the
 	// next DescribeTask at the job's predicted end, from its progress rate,
-	// between PollMinInterval and PollInterval; "fixed" polls every
-	// PollInterval.
+	// no sooner than PollMinInterval and, below 10% progress, no later
+	// than PollMaxInterval; "fixed" polls every PollInterval.
 	PollPolicy string
 	// PollMinInterval is HBRBOT_POLL_MIN_INTERVAL, the adaptive policy's
 	// shortest interval: default a fifth of PollInterval (at least
 	// MinPollInterval), at most PollInterval.
 	PollMinInterval time.Duration
 	// PollMaxInterval is HBRBOT_POLL_MAX_INTERVAL, the adaptive policy's
-	// longest interval: default DefaultPollMaxIntervals (4.5) times
-	// PollInterval, at most 1h; it trades report lag on jobs that report no
-	// progress for fewer DescribeTask calls.
+	// longest interval for a job below 10% progress: default
+	// DefaultPollMaxIntervals (4.5) times PollInterval, at most 1h; it
+	// trades report lag on jobs that report no progress for fewer
+	// DescribeTask calls.
 	PollMaxInterval time.Duration
 	// TaskTimeout is HBRBOT_TASK_TIMEOUT, default 20m, positive.
 	TaskTimeout time.Duration

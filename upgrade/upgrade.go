@@ -83,11 +83,12 @@ type Settings struct {
 
 // Options tune the job tracking.
 type Options struct {
-	// PollInterval is the longest wait between two DescribeTask calls of a
-	// job (the only one with a fixed policy).
+	// PollInterval is the wait before a job's first DescribeTask call,
+	// and with a fixed policy between any two.
 	PollInterval time.Duration
 	// Adaptive schedules the next poll at the job's predicted end, from the
-	// progress it reported, within [MinPollInterval, MaxPollInterval].
+	// progress it reported, no sooner than MinPollInterval and, below
+	// trustedProgress, no later than MaxPollInterval.
 	Adaptive        bool
 	MinPollInterval time.Duration
 	MaxPollInterval time.Duration
