@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -374,6 +375,7 @@ func collect(o Options, p plan, c collected) *Result {
 	}
 	r.add("bench_process_cpu_seconds", "%.2f (the fakes and this driver)", c.selfCPU)
 	quotaLines(r, o, p, c)
+	lookupLines(r, c)
 	if r.WorkDir != "" {
 		r.add("work_dir", "%s", r.WorkDir)
 	}
@@ -495,4 +497,38 @@ func quotaLines(r *Result, o Options, p plan, c collected) {
 	if o.Quota > 0 && r.Throttled > 0 {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d HBR calls throttled under the quota", r.Throttled))
 	}
+}
+
+// lookupLines says how the DescribeBackupClients calls were spent: each
+// ID needs two asks (its pre-flight and its verification); more is a
+// look-up made again, fewer than 99 IDs a call a page not shared.
+func lookupLines(r *Result, c collected) {
+	asked := map[string]int{}
+	calls, ids, short := 0, 0, 0
+	for _, call := range c.hbr.Calls(hbrtest.ActionDescribeBackupClients) {
+		n := 0
+		for _, k := range []string{"InstanceIds", "ClientIds"} {
+			var v []string
+			if json.Unmarshal([]byte(call.Params.Get(k)), &v) == nil {
+				for _, id := range v {
+					asked[id]++
+				}
+				n += len(v)
+			}
+		}
+		calls++
+		ids += n
+		if n < 99 {
+			short++
+		}
+	}
+	if calls == 0 {
+		return
+	}
+	byCount := map[int]int{}
+	for _, k := range asked {
+		byCount[min(k, 4)]++
+	}
+	r.add("describe_clients_ids", "%d asked in %d calls (%.1f a call, %d calls under 99); IDs asked once %d, twice %d, 3 times %d, 4+ %d",
+		ids, calls, float64(ids)/float64(calls), short, byCount[1], byCount[2], byCount[3], byCount[4])
 }
