@@ -41,28 +41,56 @@ type ActionBudget struct {
 	limiters map[string]*RateLimiter
 	log      *slog.Logger
 
+	penalty   sharedReads[int]  // halvings, per action
+	movesRead sharedReads[bool] // whether Moves wait anywhere, per action
+
 	mu        sync.Mutex
-	penalty   map[string]penaltyRead
 	informs   map[string]*RateLimiter // the Informs share of each action, while Moves wait
 	movesSaid map[string]time.Time    // when this replica last said its Moves wait
-	movesRead map[string]flagRead
 }
 
-type flagRead struct {
-	set bool
-	at  time.Time
+// sharedReads keeps what this replica last read of a shared key, per
+// action, trusted for fresh.
+type sharedReads[T any] struct {
+	fresh time.Duration
+	mu    sync.Mutex
+	m     map[string]sharedRead[T]
 }
 
-type penaltyRead struct {
-	level int
-	at    time.Time
+type sharedRead[T any] struct {
+	v  T
+	at time.Time
+}
+
+// get is the value read within fresh, or else read (given what was
+// known) now.
+func (s *sharedReads[T]) get(action string, read func(known T) T) T {
+	s.mu.Lock()
+	r, ok := s.m[action]
+	s.mu.Unlock()
+	if ok && time.Since(r.at) < s.fresh {
+		return r.v
+	}
+	v := read(r.v)
+	s.set(action, v)
+	return v
+}
+
+func (s *sharedReads[T]) set(action string, v T) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[string]sharedRead[T]{}
+	}
+	s.m[action] = sharedRead[T]{v: v, at: time.Now()}
+	s.mu.Unlock()
 }
 
 // NewActionBudget allows each action perMinute[action] calls a minute, all
 // replicas together.
 func NewActionBudget(rdb redis.UniversalClient, perMinute map[string]int, log *slog.Logger) *ActionBudget {
-	b := &ActionBudget{rdb: rdb, limiters: map[string]*RateLimiter{}, log: log, penalty: map[string]penaltyRead{},
-		informs: map[string]*RateLimiter{}, movesSaid: map[string]time.Time{}, movesRead: map[string]flagRead{}}
+	b := &ActionBudget{rdb: rdb, limiters: map[string]*RateLimiter{}, log: log,
+		penalty: sharedReads[int]{fresh: penaltyFresh}, movesRead: sharedReads[bool]{fresh: movesFresh},
+		informs: map[string]*RateLimiter{}, movesSaid: map[string]time.Time{}}
 	for action, n := range perMinute {
 		l := NewRateLimiter(rdb, "hbr:"+action, n, log)
 		// HBR counts calls per rolling minute: a burst of a fifth of the
@@ -104,8 +132,8 @@ func (b *ActionBudget) MovesWaiting(action string) {
 		return
 	}
 	b.movesSaid[action] = now
-	b.movesRead[action] = flagRead{set: true, at: now} // this replica knows at once
 	b.mu.Unlock()
+	b.movesRead.set(action, true) // this replica knows at once
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -138,21 +166,13 @@ func (b *ActionBudget) InformsTurn(ctx context.Context, action string, share int
 // movesWaitAnywhere reads the shared word that Moves calls of action wait
 // (at most every movesFresh; what was known when Redis cannot be read).
 func (b *ActionBudget) movesWaitAnywhere(ctx context.Context, action string) bool {
-	b.mu.Lock()
-	r, ok := b.movesRead[action]
-	b.mu.Unlock()
-	if ok && time.Since(r.at) < movesFresh {
-		return r.set
-	}
-	n, err := b.rdb.Exists(ctx, keyMovesWaiting(action)).Result()
-	set := r.set
-	if err == nil {
-		set = n > 0
-	}
-	b.mu.Lock()
-	b.movesRead[action] = flagRead{set: set, at: time.Now()}
-	b.mu.Unlock()
-	return set
+	return b.movesRead.get(action, func(known bool) bool {
+		n, err := b.rdb.Exists(ctx, keyMovesWaiting(action)).Result()
+		if err != nil {
+			return known
+		}
+		return n > 0
+	})
 }
 
 // penaltyScript raises an action's penalty by one halving (at most
@@ -183,30 +203,21 @@ func (b *ActionBudget) Throttled(ctx context.Context, action string) {
 	}
 	b.log.WarnContext(ctx, "HBR throttled an action: slowing it down for every replica", "action", action,
 		"rate_divided_by", 1<<level, "for", PenaltyFor)
-	b.mu.Lock()
-	b.penalty[action] = penaltyRead{level: level, at: time.Now()}
-	b.mu.Unlock()
+	b.penalty.set(action, level)
 }
 
 // Penalty is by how many halvings action's rate is cut now (read from
 // Redis at most once a second per replica).
 func (b *ActionBudget) Penalty(ctx context.Context, action string) int {
-	b.mu.Lock()
-	p, ok := b.penalty[action]
-	b.mu.Unlock()
-	if ok && time.Since(p.at) < penaltyFresh {
-		return p.level
-	}
-	level := 0
-	v, err := b.rdb.Get(ctx, keyPenalty(action)).Result()
-	switch {
-	case err == nil:
-		level, _ = strconv.Atoi(v)
-	case err != redis.Nil:
-		level = p.level // Redis unreachable: keep what was known
-	}
-	b.mu.Lock()
-	b.penalty[action] = penaltyRead{level: level, at: time.Now()}
-	b.mu.Unlock()
-	return level
+	return b.penalty.get(action, func(known int) int {
+		v, err := b.rdb.Get(ctx, keyPenalty(action)).Result()
+		switch {
+		case err == nil:
+			level, _ := strconv.Atoi(v)
+			return level
+		case err != redis.Nil:
+			return known // Redis unreachable: keep what was known
+		}
+		return 0
+	})
 }
