@@ -232,8 +232,8 @@ type pollPolicy struct {
 	adaptive           bool
 }
 
-// trustedProgress is the least progress whose rate the adaptive policy
-// follows to the predicted end, however far: from there it extrapolates
+// trustedProgress is the least progress, at a job's first look, whose
+// rate the adaptive policy follows to the predicted end, however far: from there it extrapolates
 // at most nine times what it saw. Below it, one client of a hundred done
 // early could say a long job is barely begun, so the next look is at
 // most the longest interval on.
@@ -250,7 +250,10 @@ func (p pollPolicy) next(b hbrbot.BatchStatus, now time.Time) time.Time {
 	case !p.adaptive:
 	case b.Progress > 0 && b.Progress < 100:
 		wait = max(predictedEnd(b, now).Sub(now), p.min)
-		if b.Progress < trustedProgress {
+		if b.Progress < trustedProgress || b.Polls > 1 {
+			// Past the max only once, from the first look: a job not done
+			// at its predicted end does not follow its rate, and following
+			// it again would stretch each wait by the last.
 			wait = min(wait, p.max)
 		}
 	case b.Progress == 0 && b.Polls > 0:

@@ -50,6 +50,12 @@ func TestNextPoll(t *testing.T) {
 			}
 		})
 	}
+	// Past the longest only from the first look: a job not done at its
+	// predicted end is not followed again.
+	second := hbrbot.BatchStatus{Progress: 50, Polls: 2, Started: t0, Deadline: t0.Add(time.Hour)}
+	if got := adaptive.next(second, t0.Add(20*time.Second)).Sub(t0.Add(20 * time.Second)); got != 10*time.Second {
+		t.Errorf("after a second look at 50%%: next poll in %v, want the 10s longest", got)
+	}
 	// Before the first poll nothing is known: the regular interval.
 	for name, p := range map[string]pollPolicy{"fixed": fixed, "adaptive": adaptive, "wide": wide} {
 		if got := p.next(hbrbot.BatchStatus{Started: t0, Deadline: t0.Add(time.Hour)}, t0).Sub(t0); got != 10*time.Second {
