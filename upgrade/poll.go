@@ -233,16 +233,17 @@ type pollPolicy struct {
 }
 
 // trustedProgress is the least progress, at a job's first look, whose
-// rate the adaptive policy follows to the predicted end, however far: from there it extrapolates
-// at most nine times what it saw. Below it, one client of a hundred done
+// rate the adaptive policy follows to the predicted end, however far:
+// from there it extrapolates at most nine times what it saw. Below it, one client of a hundred done
 // early could say a long job is barely begun, so the next look is at
 // most the longest interval on.
 const trustedProgress = 10
 
 // next is one interval on, or with the adaptive policy at the job's
 // predicted end (progress so far, extrapolated at the rate it came), no
-// sooner than min, and no later than max unless the job has shown
-// trustedProgress; never past the deadline, so a timed-out job is
+// sooner than min, and no later than max unless the job showed
+// trustedProgress at its first look (a failed poll counts as a look);
+// never past the deadline, so a timed-out job is
 // reported within one interval of it.
 func (p pollPolicy) next(b hbrbot.BatchStatus, now time.Time) time.Time {
 	wait := p.interval
