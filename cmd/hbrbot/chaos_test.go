@@ -237,9 +237,9 @@ func TestChaosSoak(t *testing.T) {
 	dupFiles := s.duplicateFiles()
 	s.stopChildren()
 	elapsed := time.Since(began).Round(100 * time.Millisecond)
-	summary := fmt.Sprintf("soak: jobs=%d batches=%d reports=%d duplicates=%d duplicate_reports=%d duplicate_submissions=%d lost=%d restarts=%d redis_restarts=%d unknown=%d unknown_resolved=%d lost_commands=%d duplicate_files=%d elapsed=%s"+
+	summary := fmt.Sprintf("soak: jobs=%d batches=%d reports=%d duplicate_reports=%d duplicate_submissions=%d lost=%d restarts=%d redis_restarts=%d unknown=%d unknown_resolved=%d lost_commands=%d duplicate_files=%d elapsed=%s"+
 		" (seed=%d kills_planned=%d approved_batches=%d unknown_started_by_hbr=%d hbr_jobs=%d upgrade_calls=%d describe_calls=%d thread_lookups=%d duplicate_started=%d reclicks=%d)",
-		len(reqs), totalBatches, nFinals, len(dupFinals)+len(dupIDs), len(dupFinals), len(dupIDs), len(lost), s.restarts, redisRestarts, len(unknown), len(resolved), lostCommands, len(dupFiles), elapsed,
+		len(reqs), totalBatches, nFinals, len(dupFinals), len(dupIDs), len(lost), s.restarts, redisRestarts, len(unknown), len(resolved), lostCommands, len(dupFiles), elapsed,
 		seed, *soakKills, approvedBatches, unknownStarted, len(s.hbr.Jobs()), len(s.hbr.Calls("UpgradeBackupClients")), len(s.hbr.Calls("DescribeTask")),
 		len(s.slack.Calls("conversations.replies")), len(dupStarted), reclicks)
 	t.Log(summary)
